@@ -1,0 +1,16 @@
+"Every notebook in nbs/ runs top to bottom (nbdev_test), as a user would run it on a CPU."
+import os, subprocess, sys
+from pathlib import Path
+import pytest
+
+NBS = Path(__file__).resolve().parent.parent / 'nbs'
+NOTEBOOKS = sorted(p.name for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
+
+
+@pytest.mark.parametrize('name', NOTEBOOKS)
+def test_notebook_runs(name, tmp_path):
+    env = dict(os.environ, MPLBACKEND='Agg', E2GAN_NOTEBOOK_TEST='1')
+    env.setdefault('E2GAN_CACHE', str(tmp_path / 'cache'))
+    res = subprocess.run([sys.executable, '-c', 'from nbdev.test import nbdev_test; nbdev_test()', '--path', str(NBS / name), '--do_print'],
+                         cwd=NBS.parent, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
