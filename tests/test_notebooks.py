@@ -8,9 +8,8 @@ NOTEBOOKS = sorted(p.name for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' 
 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
-def test_notebook_runs(name, tmp_path):
+def test_notebook_runs(name):
     env = dict(os.environ, MPLBACKEND='Agg', E2GAN_NOTEBOOK_TEST='1')
-    env.setdefault('E2GAN_CACHE', str(tmp_path / 'cache'))
     res = subprocess.run([sys.executable, '-c', 'from nbdev.test import nbdev_test; nbdev_test()', '--path', str(NBS / name), '--do_print'],
                          cwd=NBS.parent, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]

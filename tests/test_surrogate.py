@@ -1,0 +1,183 @@
+"SurrogateEnv: gymnasium's checks, an optimum that exhaustive enumeration confirms, the MDP's bookkeeping, calibrated noise and real interactions."
+import random, warnings
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from e2gan.searchspace import Architecture, Cell, action_from_cell, all_architectures, random_architecture, space_size
+from e2gan.surrogate import (CALIBRATION, SurrogateEnv, arch_from_index, arch_index, cell_fields, measure_gan_landscape,
+                             options_at, summarize_measurements)
+
+
+@pytest.fixture(scope='module')
+def env():
+    return SurrogateEnv()
+
+
+def run(env, arch, seed=None):
+    "Build `arch` in `env`: observations, rewards and infos of the episode (reset included)."
+    obs, info = env.reset(seed=seed)
+    observations, rewards, infos = [obs], [], [info]
+    for i, cell in enumerate(arch):
+        obs, reward, terminated, truncated, info = env.step(np.array(action_from_cell(cell, env.n_cells)))
+        assert terminated == (i == len(arch) - 1) and not truncated
+        observations.append(obs); rewards.append(reward); infos.append(info)
+    return observations, rewards, infos
+
+
+def test_check_env_passes_on_the_surrogate_and_its_continuous_form():
+    from e2gan.mdp import ContinuousActions
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')        # unbounded observation space and no render modes, as in GanSearchEnv
+        check_env(SurrogateEnv(), skip_render_check=True)
+        check_env(ContinuousActions(SurrogateEnv(state_dim=16)), skip_render_check=True)
+
+
+def test_spaces_and_info_follow_the_gan_search_contract(env):
+    assert env.action_space.nvec.tolist() == [2, 3, 3, 2, 2, 2]
+    assert env.observation_space.shape == (131,) and env.observation_space.dtype == np.float32
+    arch = random_architecture(3, 5)
+    observations, rewards, infos = run(env, arch, seed=3)
+    for t, (obs, info) in enumerate(zip(observations, infos)):
+        assert obs.dtype == np.float32 and obs[0] == t
+        assert obs[1] == np.float32(info['is']) and obs[2] == np.float32(env.fid_scale * info['fid'])
+        assert info['arch'] == Architecture(arch.cells[:t]).to_vector() and info['diverged'] is False
+    assert infos[-1]['description'] == arch.describe()
+    for t in range(1, 4):   # Eq. 4 on the reported values
+        expected = infos[t]['is'] - infos[t - 1]['is'] + env.alpha * (infos[t - 1]['fid'] - infos[t]['fid'])
+        assert rewards[t - 1] == pytest.approx(expected, abs=1e-12)
+
+
+def test_optimum_is_what_exhaustive_enumeration_finds(env):
+    archs = list(all_architectures(3))
+    enumerated = env.scores(archs)             # from each architecture's own fields, not from the index arithmetic
+    np.testing.assert_allclose(enumerated, env.all_scores(), rtol=0, atol=1e-9)
+    best, best_score = env.optimum()
+    assert archs[int(np.argmax(enumerated))] == best and best_score == pytest.approx(enumerated.max(), abs=1e-9)
+    assert np.sort(enumerated)[-2] < best_score - 1e-6   # a unique optimum
+    assert env.regret(best) == 0 and (env.all_scores() <= best_score).all()
+    for k in random.Random(0).sample(range(len(archs)), 200):
+        assert arch_index(archs[k]) == k and arch_from_index(k) == archs[k]
+        assert env.score(archs[k]) == pytest.approx(env.all_scores()[k], abs=1e-9)
+        assert env.regret(archs[k]) == pytest.approx(best_score - enumerated[k], abs=1e-9)
+
+
+def test_landscape_seed_fixes_the_landscape_and_reset_seed_only_the_noise():
+    a, b, c = SurrogateEnv(seed=3), SurrogateEnv(seed=3), SurrogateEnv(seed=4)
+    np.testing.assert_array_equal(a.all_scores(), b.all_scores())
+    assert np.corrcoef(a.all_scores(), c.all_scores())[0, 1] < 0.2 and a.optimum()[0] != c.optimum()[0]
+    arch = random_architecture(3, 1)
+    oa, _, ia = run(a, arch, seed=7)
+    ob, _, ib = run(b, arch, seed=7)
+    oc, _, ic = run(a, arch, seed=8)
+    assert all(np.array_equal(x, y) for x, y in zip(oa, ob))
+    assert ia[-1]['is'] != ic[-1]['is'] and ia[-1]['true_is'] == ic[-1]['true_is']
+    # under one reset seed the luck is a function of the prefix: shared while the prefixes agree, independent after
+    other = Architecture((arch[0], arch[1], Cell(1 - arch[2].conv, arch[2].norm, arch[2].up, arch[2].shortcut, arch[2].skips)))
+    _, _, io = run(a, other, seed=7)
+    assert [i['is'] for i in io[:3]] == [i['is'] for i in ia[:3]]
+    err = lambda info: info['is'] - info['true_is']
+    assert err(io[3]) != pytest.approx(err(ia[3]), abs=1e-6)
+
+
+def test_progressive_state_is_a_deterministic_function_of_the_prefix(env):
+    rng = random.Random(1)
+    arch = random_architecture(3, rng)
+    o1, _, _ = run(env, arch, seed=1)
+    o2, _, _ = run(env, arch, seed=2)
+    for x, y in zip(o1, o2):
+        np.testing.assert_array_equal(x[3:], y[3:])   # same prefix, same state, whatever the noise did
+        assert x[1] != y[1]                          # while the reported IS differs
+    other = Architecture((arch[0], Cell(1 - arch[1].conv, arch[1].norm, arch[1].up, arch[1].shortcut, arch[1].skips), arch[2]))
+    o3, _, _ = run(env, other, seed=1)
+    np.testing.assert_array_equal(o1[1][3:], o3[1][3:])
+    assert np.abs(o1[2][3:] - o3[2][3:]).max() > 1e-3 and np.abs(o1[3][3:] - o3[3][3:]).max() > 1e-3
+    states = {tuple(run(env, random_architecture(3, rng))[0][-1][3:]) for _ in range(200)}
+    assert len(states) == 200
+
+
+def test_without_noise_rewards_sum_to_the_true_score_gain():
+    quiet = SurrogateEnv(noise=0)
+    stem = CALIBRATION['is_mean'][0] - quiet.alpha * CALIBRATION['fid_mean'][0]
+    for arch in [quiet.optimum()[0]] + [random_architecture(3, s) for s in range(20)]:
+        _, rewards, infos = run(quiet, arch, seed=0)
+        assert sum(rewards) == pytest.approx(quiet.score(arch) - stem, abs=1e-9)
+        assert infos[-1]['is'] == infos[-1]['true_is'] and infos[-1]['true_score'] == pytest.approx(quiet.score(arch))
+        assert infos[-1]['regret'] == pytest.approx(quiet.regret(arch), abs=1e-12)
+        for t, info in enumerate(infos[1:], 1):   # each stage's true values are those of the prefix
+            is_t, fid_t = quiet.true_metrics([Architecture(arch.cells[:t])])
+            assert info['true_is'] == pytest.approx(is_t[0]) and info['true_fid'] == pytest.approx(fid_t[0])
+
+
+@pytest.mark.parametrize('noise', [None, 2.0])
+def test_reported_values_carry_noise_of_the_configured_size(noise):
+    env, n = SurrogateEnv(noise=noise), 4000
+    scale = 1.0 if noise is None else noise
+    arch = random_architecture(3, 11)
+    finals = np.array([[info['is'], info['fid'], info['true_is'], info['true_fid']]
+                       for info in (run(env, arch, seed=s)[2][-1] for s in range(n))])
+    err_is, err_fid = finals[:, 0] - finals[:, 2], finals[:, 1] - finals[:, 3]
+    assert env.is_noise_sd[-1] == pytest.approx(scale * CALIBRATION['is_noise'][3])
+    se = 1 / np.sqrt(2 * n)                       # relative standard error of a standard deviation
+    assert err_is.std() == pytest.approx(env.is_noise_sd[-1], rel=4 * se)
+    assert err_fid.std() == pytest.approx(env.fid_noise_sd[-1], rel=4 * se)
+    assert abs(err_is.mean()) < 4 * env.is_noise_sd[-1] / np.sqrt(n)
+    assert np.corrcoef(err_is, err_fid)[0, 1] == pytest.approx(CALIBRATION['noise_corr'], abs=4 / np.sqrt(n))
+
+
+def additive_shares(values: np.ndarray) -> tuple[float, float]:
+    "Shares of the variance over the whole space explained by an additive per-head and an additive per-cell model."
+    grid, total = values.reshape([options_at(i) for i in range(3)]), values.var()
+    per_head = per_cell = 0.
+    for i in range(3):   # the space is a full factorial, so additive least-squares fits are sums of marginal means
+        m = grid.mean(tuple(a for a in range(3) if a != i))
+        per_cell = per_cell + np.expand_dims(m - m.mean(), [a for a in range(3) if a != i])
+        f = cell_fields(i)
+        for values_of_head in [f[k] for k in ('conv', 'norm', 'up', 'shortcut')] + [f['skip'][:, j] for j in range(i)]:
+            head = np.bincount(values_of_head, m) / np.bincount(values_of_head)
+            per_head = per_head + np.expand_dims(head[values_of_head] - m.mean(), [a for a in range(3) if a != i])
+    return (1 - (grid - grid.mean() - per_head).var() / total, 1 - (grid - grid.mean() - per_cell).var() / total)
+
+
+def test_choices_interact_as_configured(env):
+    per_head, per_cell = additive_shares(env.stage_tables(3)[0])
+    assert per_head == pytest.approx(0.5, abs=0.03)          # the default main-effect share
+    assert 1 - per_cell > 0.25                                # over a quarter of the variance lies between cells
+    # a concrete case: which cell-3 upsample is best depends on cell 2 (for most cell-1 choices)
+    grid = env.all_scores().reshape(36, 72, 144)
+    up3 = cell_fields(2)['up']
+    best_up3 = np.stack([grid[..., up3 == u].max(-1) for u in range(3)], -1).argmax(-1)   # (cell 1, cell 2)
+    assert np.mean([len(set(best_up3[c1].tolist())) > 1 for c1 in range(36)]) > 0.5
+    additive = SurrogateEnv(interaction_share=0, remainder_share=0)
+    per_head, per_cell = additive_shares(additive.stage_tables(3)[0])
+    assert per_head == pytest.approx(1, abs=1e-9) and per_cell == pytest.approx(1, abs=1e-9)
+
+
+def test_calibration_recovers_a_known_spread_and_noise():
+    truth = SurrogateEnv(noise=1.0, state_dim=8)
+    archs = [random_architecture(3, s) for s in range(30)]
+    records = measure_gan_landscape(lambda: truth, archs, seeds=range(40), progress=False)
+    cal = summarize_measurements(records)
+    assert (cal['n_archs'], cal['n_seeds'], cal['n_diverged']) == (30, 40, 0)
+    true_is, true_fid = truth.true_metrics(archs)
+    assert cal['is_spread'][3] == pytest.approx(true_is.std(ddof=1), rel=0.1)
+    assert cal['fid_spread'][3] == pytest.approx(true_fid.std(ddof=1), rel=0.1)
+    assert cal['spread_corr'] == pytest.approx(np.corrcoef(true_is, true_fid)[0, 1], abs=0.1)
+    for t in range(4):   # the stem's luck depends on the seed only: 40 draws at stage 0, over a thousand after it
+        rel = 0.35 if t == 0 else 0.08
+        assert cal['is_noise'][t] == pytest.approx(truth.is_noise_sd[t], rel=rel)
+        assert cal['fid_noise'][t] == pytest.approx(truth.fid_noise_sd[t], rel=rel)
+    assert cal['is_spread'][0] == 0 and cal['is_mean'][0] == pytest.approx(CALIBRATION['is_mean'][0], abs=0.01 + truth.is_noise_sd[0] / 10)
+    assert cal['noise_corr'] == pytest.approx(CALIBRATION['noise_corr'], abs=0.1)
+    assert cal['stage_noise_corr'] == pytest.approx(CALIBRATION['stage_noise_corr'], abs=0.1)
+
+
+def test_bad_input_is_rejected_clearly(env):
+    with pytest.raises(RuntimeError, match='reset'): SurrogateEnv(state_dim=4).step(np.zeros(6, int))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match='6 integers'): env.step(np.array([0, 3, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match='6 integers'): env.step(np.zeros(5, int))
+    for _ in range(3): env.step(np.zeros(6, int))
+    with pytest.raises(RuntimeError, match='ended'): env.step(np.zeros(6, int))
+    with pytest.raises(ValueError, match='n_cells'): SurrogateEnv(n_cells=4)
+    with pytest.raises(ValueError, match='share'): SurrogateEnv(interaction_share=0.7, remainder_share=0.5)
+    with pytest.raises(ValueError, match='3 cells'): env.score('0 1 0 1 0 1 2 1 0')
