@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 from e2gan.searchspace import Architecture, Cell, action_from_cell, all_architectures, random_architecture, space_size
-from e2gan.surrogate import (CALIBRATION, SurrogateEnv, arch_from_index, arch_index, cell_fields, measure_gan_landscape,
-                             options_at, summarize_measurements)
+from e2gan.surrogate import (CALIBRATION, MEASURED, SurrogateEnv, arch_from_index, arch_index, cell_fields, fit_calibration,
+                             measure_gan_landscape, options_at, reported_is_moments, summarize_measurements)
 
 
 @pytest.fixture(scope='module')
@@ -86,7 +86,7 @@ def test_progressive_state_is_a_deterministic_function_of_the_prefix(env):
     o2, _, _ = run(env, arch, seed=2)
     for x, y in zip(o1, o2):
         np.testing.assert_array_equal(x[3:], y[3:])   # same prefix, same state, whatever the noise did
-        assert x[1] != y[1]                          # while the reported IS differs
+        assert x[2] != y[2]                          # while the reported FID differs
     other = Architecture((arch[0], Cell(1 - arch[1].conv, arch[1].norm, arch[1].up, arch[1].shortcut, arch[1].skips), arch[2]))
     o3, _, _ = run(env, other, seed=1)
     np.testing.assert_array_equal(o1[1][3:], o3[1][3:])
@@ -97,7 +97,7 @@ def test_progressive_state_is_a_deterministic_function_of_the_prefix(env):
 
 def test_without_noise_rewards_sum_to_the_true_score_gain():
     quiet = SurrogateEnv(noise=0)
-    stem = CALIBRATION['is_mean'][0] - quiet.alpha * CALIBRATION['fid_mean'][0]
+    stem = CALIBRATION['is_mean'][0] - quiet.alpha * np.exp(CALIBRATION['log_fid_mean'][0])
     for arch in [quiet.optimum()[0]] + [random_architecture(3, s) for s in range(20)]:
         _, rewards, infos = run(quiet, arch, seed=0)
         assert sum(rewards) == pytest.approx(quiet.score(arch) - stem, abs=1e-9)
@@ -108,18 +108,19 @@ def test_without_noise_rewards_sum_to_the_true_score_gain():
             assert info['true_is'] == pytest.approx(is_t[0]) and info['true_fid'] == pytest.approx(fid_t[0])
 
 
-@pytest.mark.parametrize('noise', [None, 2.0])
+@pytest.mark.parametrize('noise', [None, 0.5])
 def test_reported_values_carry_noise_of_the_configured_size(noise):
     env, n = SurrogateEnv(noise=noise), 4000
     scale = 1.0 if noise is None else noise
-    arch = random_architecture(3, 11)
+    arch = env.optimum()[0]       # a high IS, so that the floor at IS = 1 (almost) never cuts the noise
     finals = np.array([[info['is'], info['fid'], info['true_is'], info['true_fid']]
                        for info in (run(env, arch, seed=s)[2][-1] for s in range(n))])
-    err_is, err_fid = finals[:, 0] - finals[:, 2], finals[:, 1] - finals[:, 3]
+    err_is, err_fid = finals[:, 0] - finals[:, 2], np.log(finals[:, 1] / finals[:, 3])
     assert env.is_noise_sd[-1] == pytest.approx(scale * CALIBRATION['is_noise'][3])
+    assert env.log_fid_noise_sd[-1] == pytest.approx(scale * CALIBRATION['log_fid_noise'][3])
     se = 1 / np.sqrt(2 * n)                       # relative standard error of a standard deviation
     assert err_is.std() == pytest.approx(env.is_noise_sd[-1], rel=4 * se)
-    assert err_fid.std() == pytest.approx(env.fid_noise_sd[-1], rel=4 * se)
+    assert err_fid.std() == pytest.approx(env.log_fid_noise_sd[-1], rel=4 * se)
     assert abs(err_is.mean()) < 4 * env.is_noise_sd[-1] / np.sqrt(n)
     assert np.corrcoef(err_is, err_fid)[0, 1] == pytest.approx(CALIBRATION['noise_corr'], abs=4 / np.sqrt(n))
 
@@ -139,36 +140,58 @@ def additive_shares(values: np.ndarray) -> tuple[float, float]:
 
 
 def test_choices_interact_as_configured(env):
-    per_head, per_cell = additive_shares(env.stage_tables(3)[0])
+    per_head, per_cell = additive_shares(np.log(env.stage_tables(3)[1]))   # log FID is affine in the latents
     assert per_head == pytest.approx(0.5, abs=0.03)          # the default main-effect share
-    assert 1 - per_cell > 0.25                                # over a quarter of the variance lies between cells
+    per_head, per_cell = additive_shares(env.all_scores())
+    assert 1 - per_cell > 0.25                                # over a quarter of the score's variance lies between cells
     # a concrete case: which cell-3 upsample is best depends on cell 2 (for most cell-1 choices)
     grid = env.all_scores().reshape(36, 72, 144)
     up3 = cell_fields(2)['up']
     best_up3 = np.stack([grid[..., up3 == u].max(-1) for u in range(3)], -1).argmax(-1)   # (cell 1, cell 2)
     assert np.mean([len(set(best_up3[c1].tolist())) > 1 for c1 in range(36)]) > 0.5
     additive = SurrogateEnv(interaction_share=0, remainder_share=0)
-    per_head, per_cell = additive_shares(additive.stage_tables(3)[0])
+    per_head, per_cell = additive_shares(np.log(additive.stage_tables(3)[1]))
     assert per_head == pytest.approx(1, abs=1e-9) and per_cell == pytest.approx(1, abs=1e-9)
 
 
 def test_calibration_recovers_a_known_spread_and_noise():
-    truth = SurrogateEnv(noise=1.0, state_dim=8)
+    # IS well above its floor of 1, so that the floor does not cut the noise the estimates should recover
+    truth = SurrogateEnv(state_dim=8, calibration=dict(CALIBRATION, is_mean=[m + 5 for m in CALIBRATION['is_mean']]))
     archs = [random_architecture(3, s) for s in range(30)]
     records = measure_gan_landscape(lambda: truth, archs, seeds=range(40), progress=False)
     cal = summarize_measurements(records)
     assert (cal['n_archs'], cal['n_seeds'], cal['n_diverged']) == (30, 40, 0)
     true_is, true_fid = truth.true_metrics(archs)
     assert cal['is_spread'][3] == pytest.approx(true_is.std(ddof=1), rel=0.1)
-    assert cal['fid_spread'][3] == pytest.approx(true_fid.std(ddof=1), rel=0.1)
-    assert cal['spread_corr'] == pytest.approx(np.corrcoef(true_is, true_fid)[0, 1], abs=0.1)
+    assert cal['log_fid_spread'][3] == pytest.approx(np.log(true_fid).std(ddof=1), rel=0.1)
+    assert cal['spread_corr'] == pytest.approx(np.corrcoef(true_is, np.log(true_fid))[0, 1], abs=0.1)
     for t in range(4):   # the stem's luck depends on the seed only: 40 draws at stage 0, over a thousand after it
         rel = 0.35 if t == 0 else 0.08
         assert cal['is_noise'][t] == pytest.approx(truth.is_noise_sd[t], rel=rel)
-        assert cal['fid_noise'][t] == pytest.approx(truth.fid_noise_sd[t], rel=rel)
-    assert cal['is_spread'][0] == 0 and cal['is_mean'][0] == pytest.approx(CALIBRATION['is_mean'][0], abs=0.01 + truth.is_noise_sd[0] / 10)
+        assert cal['log_fid_noise'][t] == pytest.approx(truth.log_fid_noise_sd[t], rel=rel)
+    assert cal['is_spread'][0] == 0 and cal['is_mean'][0] == pytest.approx(CALIBRATION['is_mean'][0] + 5, abs=truth.is_noise_sd[0] / 2)
     assert cal['noise_corr'] == pytest.approx(CALIBRATION['noise_corr'], abs=0.1)
     assert cal['stage_noise_corr'] == pytest.approx(CALIBRATION['stage_noise_corr'], abs=0.1)
+
+
+def test_default_surrogate_reports_the_measured_spread_and_noise(env):
+    "What `summarize_measurements` estimates on the default surrogate, computed exactly over the whole space, is `MEASURED`."
+    for t in range(4):
+        true_is, true_fid = env.stage_tables(t)
+        mean, spread, noise = reported_is_moments(true_is, 0., 1., env.is_noise_sd[t])   # true_is is already floored
+        assert mean == pytest.approx(MEASURED['is_mean'][t], abs=2e-3)
+        assert spread == pytest.approx(MEASURED['is_spread'][t], abs=2e-3)
+        assert noise == pytest.approx(MEASURED['is_noise'][t], abs=2e-3)
+        assert np.log(true_fid).mean() == pytest.approx(MEASURED['log_fid_mean'][t], abs=1e-9)
+        assert np.log(true_fid).std() == pytest.approx(MEASURED['log_fid_spread'][t], abs=1e-9)
+        assert env.log_fid_noise_sd[t] == MEASURED['log_fid_noise'][t]
+    from e2gan.surrogate import _floored_normal_moments   # IS-FID correlation across architectures, as estimated
+    m, _ = _floored_normal_moments(env.stage_tables(3)[0], env.is_noise_sd[3])
+    assert np.corrcoef(m, np.log(env.stage_tables(3)[1]))[0, 1] == pytest.approx(MEASURED['spread_corr'], abs=2e-3)
+    # and the fit that produced the defaults, from the measurement, gives them again
+    fitted = fit_calibration(MEASURED)
+    for k in ('is_mean', 'is_spread', 'is_noise', 'spread_corr'):
+        np.testing.assert_allclose(fitted[k], CALIBRATION[k], rtol=1e-3, atol=1e-4)
 
 
 def test_bad_input_is_rejected_clearly(env):

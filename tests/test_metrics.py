@@ -1,0 +1,324 @@
+"IS/FID rewards (e2gan.metrics): the formulas against NumPy/SciPy, both backends end to end, caches, errors."
+import math, os, time, urllib.error, urllib.request, warnings
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.special
+import torch
+import torch.nn as nn
+
+from e2gan.data import DataError, ImageDataset, load_dataset, to_float
+from e2gan.models import Generator
+from e2gan.utils import load_checkpoint, save_atomic
+import e2gan.metrics as M
+from e2gan.metrics import (Evaluator, InceptionWeightsError, NonFiniteImagesError, Scores, classifier_for,
+                           feature_statistics, frechet_distance, inception_score)
+
+
+# ---------------------------------------------------------------- reference formulas, written from the definitions
+def np_inception_score(logits: np.ndarray, splits: int, perm: np.ndarray | None = None) -> tuple[float, float]:
+    "exp(E_x KL(p(y|x) || p(y))) on each split; mean and std over splits."
+    x = np.asarray(logits, np.float64)
+    if perm is not None: x = x[perm]
+    p, n, scores = scipy.special.softmax(x, axis=1), len(x), []
+    for k in range(splits):
+        part = p[k * n // splits:(k + 1) * n // splits]
+        marginal = part.mean(0, keepdims=True)
+        kl = (part * (np.log(part) - np.log(marginal))).sum(1).mean()
+        scores.append(math.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+def np_fid(x: np.ndarray, y: np.ndarray) -> float:
+    "||mu_x - mu_y||^2 + tr(S_x + S_y - 2 sqrtm(S_x S_y))."
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    with warnings.catch_warnings():   # dead ReLU units make the covariances singular; sqrtm still converges
+        warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+def torch_fidelity_perm(n: int) -> np.ndarray: return np.random.RandomState(2020).permutation(n)
+
+def implied_inception_score(accuracy: float, k: int) -> float:
+    "IS of a calibrated classifier of accuracy a, errors spread evenly, balanced classes: K exp(-H_a)."
+    if accuracy >= 1: return float(k)
+    h = -accuracy * math.log(accuracy) - (1 - accuracy) * math.log((1 - accuracy) / (k - 1))
+    return k * math.exp(-h)
+
+
+# ---------------------------------------------------------------- formulas
+def test_fid_is_zero_against_itself_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3000, 32, generator=g, dtype=torch.float64) @ torch.randn(32, 32, generator=g, dtype=torch.float64) + 3
+    mu, sigma = feature_statistics(feats)
+    scale = np.trace(sigma)
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) <= 1e-6 * scale
+    direction = torch.nn.functional.normalize(torch.randn(32, generator=g, dtype=torch.float64), dim=0)
+    fids = [frechet_distance(mu, sigma, *feature_statistics(feats + d * direction)) for d in (0.5, 1, 2, 4, 8)]
+    assert all(a < b for a, b in zip(fids, fids[1:]))
+    # a shift leaves the covariance alone and adds exactly d^2
+    np.testing.assert_allclose(fids, [0.25, 1, 4, 16, 64], rtol=1e-6)
+
+def test_inception_score_extremes():
+    k = 10
+    same = torch.randn(1, k).repeat(500, 1)
+    assert inception_score(same, splits=10) == pytest.approx((1.0, 0.0), abs=1e-9)
+    confident = 40 * torch.nn.functional.one_hot(torch.arange(1000) % k, k).double()
+    mean, std = inception_score(confident, splits=10, shuffle=False)   # every split holds each class 10 times
+    assert mean == pytest.approx(k, rel=1e-9) and std == pytest.approx(0, abs=1e-9)
+    probs = torch.nn.functional.one_hot(torch.arange(1000) % k, k).double()  # probabilities (with zeros) work too
+    assert inception_score(probs, splits=10, shuffle=False)[0] == pytest.approx(k, rel=1e-9)
+
+def test_formulas_equal_numpy_scipy_reference():
+    g = torch.Generator().manual_seed(1)
+    logits = 3 * torch.randn(2000, 10, generator=g)
+    for splits in (1, 7, 10):
+        assert inception_score(logits, splits) == pytest.approx(np_inception_score(logits.numpy(), splits, torch_fidelity_perm(2000)), rel=1e-3)
+        assert inception_score(logits, splits, shuffle=False) == pytest.approx(np_inception_score(logits.numpy(), splits), rel=1e-3)
+    probs = logits.softmax(1)
+    assert inception_score(probs, 10) == pytest.approx(np_inception_score(logits.numpy(), 10, torch_fidelity_perm(2000)), rel=1e-3)
+    x = torch.randn(1500, 24, generator=g) @ torch.randn(24, 24, generator=g)
+    y = 0.7 * torch.randn(1200, 24, generator=g) @ torch.randn(24, 24, generator=g) + 0.3
+    assert frechet_distance(*feature_statistics(x), *feature_statistics(y)) == pytest.approx(np_fid(x.numpy(), y.numpy()), rel=1e-3)
+
+def test_formula_inputs_are_checked():
+    with pytest.raises(ValueError, match='splits'): inception_score(torch.randn(5, 3), splits=6)
+    with pytest.raises(ValueError, match='at least 2'): feature_statistics(torch.randn(1, 4))
+    with pytest.raises(ValueError, match='NaN'): inception_score(torch.tensor([[0., float('nan')]] * 4), splits=2)
+    mu, sigma = np.zeros(3), np.eye(3)
+    with pytest.raises(ValueError, match='covariances'): frechet_distance(mu, sigma, np.zeros(4), np.eye(4))
+
+
+# ---------------------------------------------------------------- classifier backend
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory): return tmp_path_factory.mktemp('e2gan-cache')
+
+@pytest.fixture(scope='module')
+def shapes_split():
+    "12,000 shapes: 10,000 to train the classifier on (1,000 of them held out by it) and 2,000 held out here."
+    return load_dataset('shapes', num_images=12_000).split(2000, seed=1)
+
+@pytest.fixture(scope='module')
+def shapes_eval(shapes_split, cache):
+    train, _ = shapes_split
+    t = time.perf_counter()
+    ev = Evaluator(train, 32, num_images=2000, splits=10, cache_dir=cache, reference_images=5000, device='cpu')
+    return ev, time.perf_counter() - t
+
+def test_classifier_learns_shapes_quickly(shapes_eval):
+    ev, seconds = shapes_eval
+    assert ev.classifier_info['accuracy'] >= 0.95 and ev.classifier_info['holdout_images'] == 1000
+    assert ev.classifier_info['train_images'] == 9000
+    assert seconds < 120, f'building the shapes classifier took {seconds:.0f} s'
+
+def test_classifier_learns_fashion_mnist_quickly(cache):
+    try: data = load_dataset('fashion-mnist', download=False, num_images=20_000)
+    except DataError as e: pytest.skip(f'Fashion-MNIST is not installed here ({str(e).splitlines()[0]})')
+    t = time.perf_counter()
+    ev = Evaluator(data, 32, cache_dir=cache, device='cpu')
+    seconds = time.perf_counter() - t
+    assert ev.classifier_info['accuracy'] >= 0.85, ev.classifier_info['history']
+    assert seconds < 120, f'building the Fashion-MNIST classifier took {seconds:.0f} s'
+    assert ev.channels == 1
+
+def test_real_images_beat_an_untrained_generator(shapes_eval, shapes_split):
+    ev, _ = shapes_eval
+    _, held = shapes_split
+    real = ev(held.at_resolution(32))
+    torch.manual_seed(0)
+    G = Generator('e2gan-cifar10', gf_dim=16, latent_dim=128, bottom_width=4, channels=3)
+    fake = ev(G)
+    assert real.backend == fake.backend == 'classifier' and not real.comparable_with_published
+    assert real.num_images == fake.num_images == 2000
+    assert 5 * real.fid <= fake.fid, (real, fake)
+    assert fake.is_mean < real.is_mean
+    implied = implied_inception_score(ev.classifier_info['accuracy'], ev.reference.num_classes)
+    assert abs(real.is_mean - implied) <= 0.1 * implied, (real, implied)
+
+def test_evaluator_equals_reference_formulas(shapes_eval, shapes_split):
+    ev, _ = shapes_eval
+    _, held = shapes_split
+    images = held.at_resolution(32)[:1000]
+    logits, feats = ev.features(images)
+    scores = ev(images)
+    assert (scores.is_mean, scores.is_std) == pytest.approx(np_inception_score(logits.numpy(), 10, torch_fidelity_perm(1000)), rel=1e-3)
+    ref_images = ev.reference.at_resolution(32)
+    rows = torch.randperm(len(ref_images), generator=torch.Generator().manual_seed(ev.seed))[:ev.reference_images].sort().values
+    _, ref_feats = ev.features(ref_images[rows])
+    assert scores.fid == pytest.approx(np_fid(feats.numpy(), ref_feats.numpy()), rel=1e-3)
+    # float images in [-1, 1] and uint8 images give the same scores
+    assert ev(to_float(images)) == scores
+
+def test_torch_fidelity_computes_the_same_with_the_registered_extractor(shapes_eval, shapes_split, cache):
+    import torch_fidelity
+    ev, _ = shapes_eval
+    _, held = shapes_split
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x): self.x = x
+        def __len__(self): return len(self.x)
+        def __getitem__(self, i): return self.x[i]
+    a, b = held.at_resolution(32)[:1000], held.at_resolution(32)[1000:]
+    path = classifier_for(ev.reference, 32, cache_dir=cache)
+    out = torch_fidelity.calculate_metrics(input1=Images(a), input2=Images(b), isc=True, fid=True, cuda=False, cache=False,
+                                           verbose=False, save_cpu_ram=True, batch_size=500, feature_extractor=M.CLASSIFIER_EXTRACTOR,
+                                           feature_extractor_weights_path=str(path))
+    (la, fa), (_, fb) = ev.features(a), ev.features(b)
+    assert out['inception_score_mean'] == pytest.approx(inception_score(la, 10)[0], rel=1e-3)
+    assert out['frechet_inception_distance'] == pytest.approx(frechet_distance(*feature_statistics(fa), *feature_statistics(fb)), rel=1e-3)
+
+def test_generator_scoring_uses_fixed_noise_and_restores_mode(shapes_eval):
+    ev, _ = shapes_eval
+    assert torch.equal(ev.noise(64), ev.noise(64)) and ev.noise(64).shape == (2000, 64)
+    torch.manual_seed(3)
+    G = Generator('e2gan-cifar10', gf_dim=8, latent_dim=64, bottom_width=4, channels=3)
+    G.train()
+    first = ev(G, fid=False)
+    assert G.training and first.fid is None
+    G.eval()
+    assert ev(G, fid=False) == first and not G.training   # same noise, eval mode: the same images both times
+
+def test_bad_inputs_are_rejected(shapes_eval):
+    ev, _ = shapes_eval
+    class NaNGenerator(nn.Module):
+        latent_dim = 8
+        def __init__(self): super().__init__(); self.w = nn.Parameter(torch.zeros(()))
+        def forward(self, z): return torch.full((len(z), 3, 32, 32), float('nan')) + self.w
+    with pytest.raises(NonFiniteImagesError, match='NaN'): ev(NaNGenerator())
+    images = torch.zeros(20, 3, 32, 32); images[3, 0, 1, 1] = float('inf')
+    with pytest.raises(NonFiniteImagesError): ev(images)
+    assert issubclass(NonFiniteImagesError, ValueError)
+    with pytest.raises(ValueError, match='splits'): ev(torch.zeros(9, 3, 32, 32))          # 10 splits
+    with pytest.raises(ValueError, match='32'): ev(torch.zeros(20, 3, 16, 16))             # wrong resolution
+    with pytest.raises(ValueError, match='splits'): Evaluator(ev.reference, 32, num_images=5, splits=10, cache_dir=ev.cache_dir)
+    with pytest.raises(ValueError, match='backend'): Evaluator(ev.reference, 32, backend='vgg')
+    one_split = Evaluator(ev.reference, 32, num_images=100, splits=1, cache_dir=ev.cache_dir, reference_images=10_000, device='cpu')
+    with pytest.raises(ValueError, match='FID'): one_split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    assert one_split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), fid=False).is_mean == pytest.approx(1)
+
+def test_unlabelled_data_needs_the_inception_backend(tmp_path):
+    folder = ImageDataset('folder', torch.zeros(50, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match='inception'): Evaluator(folder, 16, cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- caches
+_evil_ran = []
+def _evil(): _evil_ran.append(True); return {}
+class _Evil:
+    def __reduce__(self): return (_evil, ())
+
+@pytest.fixture(scope='module')
+def tiny():
+    return load_dataset('shapes', num_images=300, size=16)
+
+def test_classifier_cache_is_reused_and_a_bad_file_rebuilt(tiny, tmp_path):
+    before = torch.get_rng_state()
+    path = classifier_for(tiny, 16, epochs=1, cache_dir=tmp_path)
+    assert torch.equal(torch.get_rng_state(), before), 'training the classifier must not move the global RNG'
+    good = load_checkpoint(path)
+    stamp = path.stat().st_mtime_ns
+    assert classifier_for(tiny, 16, epochs=1, cache_dir=tmp_path) == path and path.stat().st_mtime_ns == stamp  # reused
+    for bad in (b'garbage', 'another key', 'unsafe pickle', 'wrong shapes'):
+        if bad == 'another key': save_atomic({**good, 'key': {**good['key'], 'fingerprint': 'something else'}}, path)
+        elif bad == 'unsafe pickle': torch.save({**good, 'info': _Evil()}, path)
+        elif bad == 'wrong shapes': save_atomic({**good, 'config': {**good['config'], 'width': 8}}, path)
+        else: path.write_bytes(bad)
+        with pytest.warns(UserWarning, match='rebuilding the classifier cache'):
+            assert classifier_for(tiny, 16, epochs=1, cache_dir=tmp_path) == path
+        assert load_checkpoint(path)['key'] == good['key']
+    assert not _evil_ran, 'a cache file was unpickled unsafely'
+
+def test_reference_statistics_are_cached_and_a_bad_file_rebuilt(tiny, tmp_path):
+    ev = Evaluator(tiny, 16, num_images=50, splits=5, cache_dir=tmp_path, classifier_epochs=1, device='cpu')
+    mu, sigma = ev.reference_stats
+    [stats_file] = (tmp_path / 'stats').glob('*.pt')
+    assert 'shapes-train-16px-n300-classifier' in stats_file.name
+    again = Evaluator(tiny, 16, num_images=50, splits=5, cache_dir=tmp_path, classifier_epochs=1, device='cpu')
+    again.features = None   # a cache hit must not extract features again
+    np.testing.assert_array_equal(again.reference_stats[1], sigma)
+    stats_file.write_bytes(b'not a checkpoint')
+    third = Evaluator(tiny, 16, num_images=50, splits=5, cache_dir=tmp_path, classifier_epochs=1, device='cpu')
+    with pytest.warns(UserWarning, match='rebuilding the reference statistics'):
+        np.testing.assert_allclose(third.reference_stats[0], mu, rtol=1e-6)
+    other_split = Evaluator(tiny, 16, num_images=50, splits=5, cache_dir=tmp_path, classifier_epochs=1, device='cpu',
+                            reference_split='test')
+    other_split.reference_stats
+    assert len(list((tmp_path / 'stats').glob('*.pt'))) == 2
+
+
+# ---------------------------------------------------------------- inception backend
+@pytest.fixture(scope='module')
+def random_inception_weights(tmp_path_factory):
+    "torch-fidelity's FeatureExtractorInceptionV3 with random weights (the real ones cannot be downloaded here)."
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+    from unittest import mock
+    with mock.patch.object(fe, 'load_state_dict_from_url', lambda *a, **k: {}), \
+         mock.patch.object(fe.FeatureExtractorInceptionV3, 'load_state_dict', lambda self, *a, **k: None):
+        net = fe.FeatureExtractorInceptionV3('inception-v3-compat', ['2048'])
+    torch.manual_seed(0)
+    for m in net.modules():   # variance-preserving init, so that the features do not vanish through 90 layers
+        if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, nonlinearity='relu')
+    path = tmp_path_factory.mktemp('inception') / 'random-inception.pth'
+    torch.save(net.state_dict(), path)
+    return path
+
+@pytest.fixture
+def one_thread():
+    "InceptionV3 at 299 x 299 is the slowest thing here; on shared cores one thread beats two that wait for each other."
+    before = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+def test_inception_backend_end_to_end(random_inception_weights, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv(M.INCEPTION_ENV, str(random_inception_weights))
+    data = load_dataset('shapes', num_images=8)
+    with pytest.warns(UserWarning, match='not the official'):
+        ev = Evaluator(data, 32, backend='inception', num_images=8, splits=2, batch_size=8, cache_dir=tmp_path, device='cpu')
+    assert ev.backend == 'inception (custom weights)'
+    torch.manual_seed(0)
+    G = Generator('e2gan-cifar10', gf_dim=8, latent_dim=16, bottom_width=4, channels=3)
+    scores = ev(G)
+    assert scores.backend == 'inception (custom weights)' and not scores.comparable_with_published
+    assert np.isfinite([scores.is_mean, scores.is_std, scores.fid]).all() and scores.fid > 0 and scores.is_mean >= 1
+    mu, sigma = ev.reference_stats
+    assert mu.shape == (2048,) and sigma.shape == (2048, 2048)
+    grey = data.images.float().mean(1, keepdim=True).to(torch.uint8)   # grey images are repeated to RGB
+    logits, feats = ev.features(grey)
+    assert logits.shape == (8, 1008) and feats.shape == (8, 2048) and torch.isfinite(feats).all()
+    assert len(list((tmp_path / 'stats').glob('*inception*.pt'))) == 1
+
+def test_inception_weights_option_and_bad_files(random_inception_weights, tmp_path, monkeypatch):
+    monkeypatch.delenv(M.INCEPTION_ENV, raising=False)
+    assert M.inception_weights_path(random_inception_weights) == random_inception_weights
+    with pytest.warns(UserWarning, match='not the official'):
+        net, sha = M.load_inception(random_inception_weights, 'cpu')
+    assert not sha.startswith('6726825d') and net.get_name() == 'inception-v3-compat'
+    with pytest.raises(InceptionWeightsError, match='not a file'): M.inception_weights_path(tmp_path / 'missing.pth')
+    wrong = tmp_path / 'wrong.pth'; torch.save({'conv.weight': torch.zeros(3)}, wrong)
+    with pytest.raises(InceptionWeightsError, match='InceptionV3'): M.load_inception(wrong)
+    unsafe = tmp_path / 'unsafe.pth'; torch.save({'x': _Evil()}, unsafe)
+    with pytest.raises(InceptionWeightsError): M.load_inception(unsafe)
+    assert not _evil_ran
+
+def test_inception_offline_without_weights_says_how_to_provide_them(tmp_path, monkeypatch):
+    monkeypatch.delenv(M.INCEPTION_ENV, raising=False)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    def offline(*a, **k): raise urllib.error.URLError('no network')
+    monkeypatch.setattr(urllib.request, 'urlopen', offline)
+    with pytest.raises(InceptionWeightsError) as e:
+        Evaluator(load_dataset('shapes', num_images=20), 32, backend='inception', num_images=20, cache_dir=tmp_path)
+    assert M.INCEPTION_URL in str(e.value) and M.INCEPTION_ENV in str(e.value) and 'inception_weights' in str(e.value)
+
+def test_inception_download_checks_the_hash(tmp_path, monkeypatch):
+    import io
+    class Response(io.BytesIO):
+        def __enter__(self): return self
+    monkeypatch.setattr(urllib.request, 'urlopen', lambda url, timeout: Response(b'not the weights'))
+    with pytest.raises(InceptionWeightsError, match='SHA-256'): M._download(M.INCEPTION_URL, tmp_path / 'w.pth', timeout=1)
+    assert list(tmp_path.iterdir()) == []   # nothing half-written is left behind
+
+
+def test_scores_are_labelled():
+    s = Scores(7.5, 0.1, 20.0, 'classifier', 5000, 'cifar10/train@32px')
+    assert 'not comparable' in repr(s) and s.as_dict()['comparable_with_published'] is False
+    assert 'not comparable' not in repr(Scores(7.5, 0.1, 20.0, 'inception', 5000))
+    assert 'FID not computed' in repr(Scores(7.5, 0.1, None, 'inception', 5000))
