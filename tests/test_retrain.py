@@ -9,7 +9,7 @@ from e2gan.utils import CheckpointError, load_checkpoint, save_atomic
 from e2gan.searchspace import ARCH_PRESETS
 from e2gan.retrain import (RETRAIN_PRESETS, RetrainConfig, benchmark_training, evaluate_checkpoint, fixed_noise,
                            generate, load_generator, load_run_checkpoint, make_config, make_evaluator, read_search_result,
-                           resolve_arch, retrain, sample_grid, load_training_data)
+                           resolve_arch, retrain, sample_grid, load_training_data, train_from_options, run_config)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,6 +196,19 @@ def test_bad_checkpoints_and_runs_fail_clearly(tmp_path, reference_run, cache_di
     with pytest.raises(ValueError, match='gf_dim'): retrain(tiny_config(cache_dir, gf_dim=32), run, resume=True, progress=False)
     shutil.copy(mismatched, run / 'last.pt')
     with pytest.raises(CheckpointError, match='does not fit'): retrain(None, run, resume=True, progress=False)
+
+
+def test_train_back_end_resumes_and_extends_a_run(tmp_path, reference_run, cache_dir):
+    ref_dir, _ = reference_run
+    run = tmp_path / 'run'; shutil.copytree(ref_dir, run)
+    with pytest.raises(ValueError, match='only .*epochs.* not gf_dim'): train_from_options(run, resume=True, gf_dim=8)
+    with pytest.raises(ValueError, match='give the architecture'): train_from_options(tmp_path / 'new', dataset='shapes')
+    with pytest.raises(FileNotFoundError, match='no run to resume'): train_from_options(tmp_path / 'new', resume=True)
+    summary = train_from_options(run, resume=True, epochs=4, progress=False)  # one more epoch of the finished run
+    assert summary['epoch'] == 4 and run_config(run).epochs == 4
+    log = metrics_lines(run)
+    assert [r['epoch'] for r in log] == [0, 1, 2, 3, 4] and log[:4] == metrics_lines(ref_dir)
+    assert log[-1]['g_steps'] > log[-2]['g_steps']
 
 
 def test_benchmark_reports_step_rates():

@@ -121,9 +121,9 @@ def test_full_trajectory_on_shapes_updates_every_view_and_honours_a_manual_cell(
         assert len(s.points) == t + 2 and s.points[-1]['reward'] == rec['reward']
         before = after
     # what was taken: the agent's proposals on steps 1 and 3, the manual cell on step 2
-    assert s.history[0]['action'] == agent_choices[0] and not s.history[0]['manual']
-    assert s.history[1]['manual'] and s.history[1]['action'][:5] == manual[:5]
-    assert s.history[2]['action'] == agent_choices[1]
+    assert s.history[0]['cell_action'] == agent_choices[0] and not s.history[0]['manual']
+    assert s.history[1]['manual'] and s.history[1]['cell_action'][:5] == manual[:5]
+    assert s.history[2]['cell_action'] == agent_choices[1]
     arch = arch_from_vector(s.history[-1]['arch'])
     assert arch[1] == cell_from_action(manual, 1)                     # the GAN really grew the manual cell
     assert s.env.unwrapped.G.arch == arch
@@ -168,7 +168,7 @@ def test_finish_and_reset_on_the_surrogate_are_instant_and_show_the_regret():
     s.mode.value = False                                             # exploit: the greedy action
     greedy = list(s.proposal)
     s.step_button.click(); s.wait()
-    assert s.history[-1]['action'] == greedy and s.history[-1]['explore'] is False
+    assert s.history[-1]['cell_action'] == greedy and s.history[-1]['explore'] is False
 
 
 @pytest.mark.parametrize('name', ['sac', 'sac-categorical', 'reinforce', 'random'])
@@ -178,7 +178,7 @@ def test_the_dropdowns_show_exactly_what_the_agent_then_does(name):
         for _ in range(3):
             proposal = list(s.proposal)
             s.step_button.click(); s.wait()
-            assert s.history[-1]['action'] == proposal
+            assert s.history[-1]['cell_action'] == proposal
         s.reset_button.click(); s.wait()
     assert s.beliefs is not None and [len(v) for v in s.beliefs['values']] == [2, 3, 3, 2, 2, 2]
 
@@ -191,3 +191,17 @@ def test_an_error_in_a_step_is_shown_and_reraised_and_the_buttons_come_back():
     s.step_button.click()
     with pytest.raises(RuntimeError, match='caught fire'): s.wait()
     assert 'caught fire' in s.error_box.value and not s.step_button.disabled and not s.history
+
+
+@pytest.mark.parametrize('name', ['sac', 'reinforce'])
+def test_stepping_by_hand_replays_the_batch_search_exactly(name):
+    "Same environment, agent and seeds: the widget's trajectories are the batch search's, step for step."
+    from e2gan.baselines import run_search_on
+    s = SearchStepper.for_surrogate(agent=name, seed=2).wait()
+    for _ in range(3):
+        s.finish_button.click(); s.wait(); s.reset_button.click(); s.wait()
+    env = SurrogateEnv(seed=2)
+    batch = run_search_on(env, make_agent(name, env.observation_space, env.action_space, seed=2), trajectories=3,
+                          explore_fraction=1.0, seed=2)
+    mine = [(r['trajectory'], r['step'], r['cell_action'], r['reward']) for r in s.history]
+    assert mine == [(r['trajectory'], r['step'], r['cell_action'], r['reward']) for r in batch]

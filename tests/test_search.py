@@ -1,0 +1,70 @@
+"The search loop: logs, hand-over files, and resume after a kill reproducing an uninterrupted run."
+import json
+import pytest
+from e2gan.cli import main
+from e2gan.mdp import GanSearchEnv, ProxyTaskConfig
+from e2gan.search import SearchConfig, TIME_KEYS, run_search, search_config
+from e2gan.searchspace import arch_from_vector
+from e2gan.training import GanConfig
+
+MICRO = ProxyTaskConfig(num_images=128, reference_images=1000, bottom_width=2, gf_dim=8, df_dim=8, latent_dim=16,
+                        eval_images=100, eval_splits=2, gan=GanConfig(d_batch=32, g_batch=32))
+
+
+def records(out):
+    return [{k: v for k, v in json.loads(l).items() if k not in TIME_KEYS} for l in open(out / 'search.jsonl')]
+
+
+@pytest.mark.parametrize('agent', ['sac', 'reinforce'])
+def test_resume_after_a_kill_reproduces_the_uninterrupted_records(tmp_path, agent):
+    cfg = SearchConfig(proxy=MICRO, agent=agent, trajectories=4, seed=7)
+    env = GanSearchEnv(MICRO, device='cpu')
+    run_search(tmp_path / 'full', cfg, env=env, progress=False)
+    # killed after the checkpoint of trajectory 2, in the middle of trajectory 3 (one step already logged)
+    run_search(tmp_path / 'killed', cfg, env=env, progress=False, stop_after=2)
+    partial = json.loads(open(tmp_path / 'full' / 'search.jsonl').readlines()[6])
+    with open(tmp_path / 'killed' / 'search.jsonl', 'a') as f: f.write(json.dumps(dict(partial, reward=123.0)) + '\n')
+    with pytest.raises(FileExistsError): run_search(tmp_path / 'killed', cfg, env=env, progress=False)
+    run_search(tmp_path / 'killed', cfg, env=env, progress=False, resume=True)
+    assert records(tmp_path / 'killed') == records(tmp_path / 'full')
+    full_best = json.loads((tmp_path / 'full' / 'best_archs.json').read_text())
+    assert json.loads((tmp_path / 'killed' / 'best_archs.json').read_text()) == full_best
+    other = SearchConfig(proxy=MICRO, agent=agent, trajectories=5, seed=7)
+    with pytest.raises(Exception, match='another configuration'):
+        run_search(tmp_path / 'killed', other, env=env, progress=False, resume=True)
+
+
+def test_quick_search_from_the_command_line_writes_consistent_outputs(tmp_path, capsys):
+    out = tmp_path / 'quick'
+    assert main(['search', '--preset', 'quick', '--trajectories', '4', '--out', str(out), '--quiet']) == 0
+    printed = capsys.readouterr().out
+    recs = [json.loads(l) for l in open(out / 'search.jsonl')]
+    best = json.loads((out / 'best_archs.json').read_text())
+    summary = json.loads((out / 'summary.json').read_text())
+    assert len(recs) == 4 * 3 and [r['step'] for r in recs] == [0, 1, 2] * 4
+    assert [r['phase'] for r in recs[::3]] == ['explore'] * 3 + ['exploit']       # 70% of 4 trajectories explore
+    for r in recs:
+        assert {'trajectory', 'step', 'phase', 'action', 'arch', 'is', 'fid', 'reward', 'd_loss', 'g_loss', 'seconds'} <= set(r)
+        assert len(r['arch']) == 4 + 5 * r['step']                                 # the architecture so far
+    finals = [r for r in recs if r['terminated']]
+    exploit = {tuple(r['arch']): r for r in finals if r['phase'] == 'exploit'}
+    assert best and {tuple(b['vector']) for b in best} <= set(exploit)             # read off the exploitation phase
+    for b in best:
+        assert b['description'] == arch_from_vector(b['vector']).describe()
+        assert b['score'] == pytest.approx(b['is'] - summary['alpha'] * b['fid'])
+    assert [b['score'] for b in best] == sorted((b['score'] for b in best), reverse=True)
+    assert summary['trajectories'] == 4 and summary['proxy_epochs'] == 12 and summary['best'] == best[0]
+    assert summary['backend'] == 'classifier'
+    assert ' '.join(map(str, best[0]['vector'])) in printed and 'e2gan train --from-search' in printed
+
+
+def test_presets_and_overrides():
+    paper = search_config('paper')
+    assert (paper.proxy.dataset, paper.proxy.backend, paper.proxy.alpha, paper.trajectories) == ('cifar10', 'inception', 0.01, 100)
+    assert (paper.proxy.gf_dim, paper.proxy.df_dim, paper.proxy.eval_images, paper.explore_fraction) == (128, 64, 5000, 0.7)
+    assert search_config('paper-is').proxy.alpha == 0.0
+    q = search_config('quick', agent='random', dataset='fashion-mnist', trajectories=3)
+    assert (q.agent, q.proxy.dataset, q.trajectories) == ('random', 'fashion-mnist', 3)
+    assert search_config('quick').proxy.dataset == 'shapes'            # overrides do not leak into the preset
+    with pytest.raises(ValueError, match='unknown agent'): search_config('quick', agent='ppo')
+    with pytest.raises(ValueError, match='unknown preset'): search_config('huge')
