@@ -160,9 +160,9 @@ def test_handed_over_architecture_rules():
     records = [traj(0, True, c, 9.0), traj(1, False, a, 1.0), traj(2, False, b, 2.0), traj(3, False, a, 1.5),
                traj(4, False, b, 0.1)]
     assert handed_over_architecture(records, 'random') == (c, 'best observed')
-    # a and b are both chosen twice; a has the better mean observed score (1.25 vs 1.05)
-    assert handed_over_architecture(records, 'sac') == (a, 'most often chosen in exploitation')
-    assert handed_over_architecture(records[:3] + [traj(3, False, b, 0.5)], 'reinforce')[0] == b
+    # exploitation: the best *mean* observed score (a: 1.25 over two runs, b: 1.05), not the best single draw (b: 2.0)
+    assert handed_over_architecture(records, 'sac') == (a, 'best mean observed in exploitation')
+    assert handed_over_architecture(records[:3], 'reinforce')[0] == b
     assert handed_over_architecture(records[:1], 'sac') == (c, 'best observed')   # no exploitation: fall back
 
 
