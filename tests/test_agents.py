@@ -177,40 +177,38 @@ class PlainEnv(gym.Env):
         return np.zeros(8, np.float32), {}
     def step(self, action):
         onehot = np.concatenate([np.eye(n)[a] for n, a in zip(HEADS, action)])
-        reward = float(self.effects[self.t] @ onehot * np.r_[np.ones(10), np.ones(4) * (self.t > 0)])
+        reward = float(self.effects[self.t] @ (onehot * np.r_[np.ones(10), np.ones(4) * (self.t > 0)]))
         self.t += 1
         return np.r_[self.t, 0, 0, np.tanh(onehot[:5])].astype(np.float32), reward, self.t == 3, False, {}
 
 
 @pytest.mark.parametrize('name', AGENTS)
 def test_every_agent_runs_on_any_env_with_the_search_spaces_and_resumes_exactly(name, env_factory, tmp_path):
-    "A run saved after 12 trajectories, reloaded into a fresh agent, continues with exactly the same records."
+    "A run saved after 8 of 16 trajectories, reloaded into a fresh agent, continues with exactly the same records."
     overrides = dict(learning_starts=9, batch_size=16) if name.startswith('sac') else {}
     def fresh(): return make_agent(name, gym.spaces.Box(-np.inf, np.inf, (8,)), gym.spaces.MultiDiscrete(HEADS), seed=5, **overrides)
-    env = PlainEnv()
-    full = run_search_on(env, fresh(), trajectories=16, explore_fraction=0.75, seed=1)
+    def strip(records): return [{k: v for k, v in r.items() if k != 'seconds'} for r in records]   # wall-clock time differs
+    full = run_search_on(PlainEnv(), fresh(), trajectories=16, explore_fraction=0.75, seed=1)
     assert {tuple(r['arch']) for r in full if r['terminated']} and all('score' in r for r in full if r['terminated'])
-    env, agent = PlainEnv(), fresh()
-    first = run_search_on(env, agent, trajectories=12, explore_fraction=0.75, seed=1)
-    save_atomic(dict(agent=agent.state_dict(), env_rng=env.np_random.bit_generator.state), tmp_path / 'agent.pt')
+    agent = fresh()
+    first = run_search_on(PlainEnv(), agent, trajectories=8, explore_fraction=1.0, seed=1)   # the first 8 of 12 exploring
+    save_atomic(dict(agent=agent.state_dict()), tmp_path / 'agent.pt')
+    agent2 = fresh()
+    agent2.load_state_dict(load_checkpoint(tmp_path / 'agent.pt')['agent'])
+    rest = run_search_on(PlainEnv(), agent2, trajectories=16, explore_fraction=0.75, seed=1, start=8)
+    assert strip(first + rest) == strip(full)
     ck = load_checkpoint(tmp_path / 'agent.pt')
-    env2, agent2 = PlainEnv(), fresh()
-    env2.reset(seed=123); env2.np_random.bit_generator.state = ck['env_rng']
-    agent2.load_state_dict(ck['agent'])
-    rest = run_search_on(env2, agent2, trajectories=16, explore_fraction=0.75, seed=None, start=12)
-    assert first + rest == full
+    env = PlainEnv()
     with pytest.raises(ValueError, match='not the state of'):
         make_agent('random' if name != 'random' else 'sac', env.observation_space, env.action_space).load_state_dict(ck['agent'])
 
 
-def test_sac_regret_far_below_random_search_at_the_papers_budget(env_factory):
-    "100 trajectories on the surrogate with the calibrated noise: SAC hands over a far better architecture."
+def test_sac_regret_far_below_random_search_at_the_papers_budget():
+    "100 trajectories on the surrogate with the calibrated noise: the paper's SAC hands over far better architectures."
     env = SurrogateEnv()
-    random_regrets = []
-    for seed in range(10):
-        recs = run_search_on(SurrogateEnv(), make_agent('random', env.observation_space, env.action_space, seed=seed), 100, seed=seed)
-        random_regrets.append(env.regret(list(handed_over_architecture(recs, 'random')[0])))
-    agent = make_agent('sac-categorical', env.observation_space, env.action_space, seed=0)
-    records = run_search_on(env, agent, 100, seed=0)
-    sac_regret = env.regret(list(handed_over_architecture(records, agent.name)[0]))
-    assert sac_regret < 0.5 * np.median(random_regrets), (sac_regret, random_regrets)
+    def regret(name, seed):
+        agent = make_agent(name, env.observation_space, env.action_space, seed=seed)
+        return env.regret(list(handed_over_architecture(run_search_on(env, agent, 100, seed=seed), name)[0]))
+    random_median = np.median([regret('random', seed) for seed in range(20)])
+    sac = [regret('sac', seed) for seed in range(3)]
+    assert np.median(sac) < 0.75 * random_median, (sac, random_median)

@@ -111,7 +111,7 @@ def test_full_trajectory_on_shapes_updates_every_view_and_honours_a_manual_cell(
         rec, after = s.history[-1], views(s)
         for k in ('state', 'metrics', 'history', 'diagram', 'cells', 'status'):
             assert after[k] != before[k], f'{k} was not redrawn after step {t + 1}'
-        assert after['beliefs'] and s.beliefs['depth'] == (t + 1 if t < 2 else 2)
+        assert 'e2gan-head' in after['beliefs'] and s.beliefs['depth'] == (t + 1 if t < 2 else 2), 'no option values shown'
         # the progressive outputs: one grid per stage so far, each larger than the one before
         assert len(after['stages']) == t + 2
         widths = [png_size(p)[0] for p in after['stages']]
@@ -180,7 +180,20 @@ def test_the_dropdowns_show_exactly_what_the_agent_then_does(name):
             s.step_button.click(); s.wait()
             assert s.history[-1]['cell_action'] == proposal
         s.reset_button.click(); s.wait()
-    assert s.beliefs is not None and [len(v) for v in s.beliefs['values']] == [2, 3, 3, 2, 2, 2]
+
+
+@pytest.mark.parametrize('name', ['sac', 'sac-categorical', 'reinforce'])
+def test_the_beliefs_are_the_agents_option_values_for_every_head(name):
+    s = SearchStepper.for_surrogate(agent=name, seed=4).wait()
+    s.step_button.click(); s.wait()                                  # at depth 1: the first skip head matters
+    values = s.agent.option_values(s.obs)
+    assert [len(v) for v in values] == [2, 3, 3, 2, 2, 2]
+    shown = s.beliefs_box.value
+    for (head, options), v, on in zip(head_options(3), values, active_heads(1)):
+        assert head in shown and all(o in shown for o in options)
+        assert all(f'{x:+.3f}' in shown for x in v)
+    assert shown.count('(unused here)') == 1 and s.beliefs['chosen'] == s.proposal
+    assert s.beliefs_note.value.startswith('<small>' + {'reinforce': 'log-probability'}.get(name, 'critic value'))
 
 
 def test_an_error_in_a_step_is_shown_and_reraised_and_the_buttons_come_back():
