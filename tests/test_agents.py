@@ -29,6 +29,17 @@ def observations(env, n, seed=0):
     return torch.tensor(np.stack(out))
 
 
+def test_replay_buffer_round_trips_past_its_first_allocation():
+    from e2gan.sac import ReplayBuffer
+    buf = ReplayBuffer(obs_dim=3, act_dim=2, capacity=400)
+    for t in range(300): buf.add(np.full(3, t), [t, -t], float(t), np.full(3, t + 1), t % 3 == 2)
+    copy = ReplayBuffer(obs_dim=3, act_dim=2)
+    copy.load_state_dict(buf.state_dict())
+    assert len(copy) == 300 and all(torch.equal(copy.data[k][:300], buf.data[k][:300]) for k in buf.data)
+    for t in range(150): copy.add(np.zeros(3), [0, 0], 0.0, np.zeros(3), False)   # grows to capacity, then overwrites the oldest
+    assert len(copy) == 400 and copy.data['reward'][49] == 0.0 and copy.data['reward'][50] == 50.0
+
+
 def test_categorical_expectations_are_exact_sums_over_all_joint_actions(env_factory):
     env = env_factory()
     agent = make_agent('sac-categorical', env.observation_space, env.action_space, seed=0)
