@@ -154,6 +154,27 @@ def test_reinforce_step_raises_the_probability_of_a_better_than_baseline_traject
     assert agent.update_after_trajectory() == {}
 
 
+
+def test_reinforce_designs_the_next_cells_after_a_forced_cell_and_does_not_learn_from_it(env_factory):
+    env = env_factory()
+    obs, _ = env.reset(seed=0)
+    first = make_agent('reinforce', env.observation_space, env.action_space, seed=0)
+    greedy = first.act(obs, explore=False)                       # the controller's own first cell
+    other = greedy.copy(); other[0] = 1 - other[0]                # the same cell with the other convolution
+    values = {}
+    for name, cell in (('own', greedy), ('other', other)):
+        agent = make_agent('reinforce', env.observation_space, env.action_space, seed=0)
+        agent.force(obs, cell)
+        assert agent._choices == [cell.tolist()]
+        values[name] = agent.option_values(obs)                   # the controller's view of the second cell
+    # forcing the cell the controller would have chosen leaves it exactly where acting would have
+    assert all(np.allclose(a, b) for a, b in zip(values['own'], first.option_values(obs)))
+    # a different forced cell changes what the LSTM proposes next: it has seen the cell
+    assert not all(np.allclose(a, b) for a, b in zip(values['own'], values['other']))
+    agent.record(obs, other, 1.0, obs, False)
+    for t in (1, 2): agent.record(obs, agent.act(obs, explore=True), 1.0, obs, t == 2)
+    assert len(agent._choices) == 3 and agent.update_after_trajectory() == {}   # not a sample of the policy
+
 def test_make_agent_rejects_unknown_agents_and_settings(env_factory):
     env = env_factory()
     with pytest.raises(ValueError, match='allowed: sac, sac-categorical, reinforce, random'):

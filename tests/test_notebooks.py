@@ -7,13 +7,7 @@ NBS = Path(__file__).resolve().parent.parent / 'nbs'
 NOTEBOOKS = sorted(p.name for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
 
 
-# Known open work, named with the reason so that it is visible rather than silently skipped.
-KNOWN_FAILING = {'21_lesson_sac.ipynb': 'open (issue 7): the lesson\'s hand computation of Eq. 6-8 no longer matches '
-                                        'the SAC update after the solver changed (observation normalisation)'}
-
-
-@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILING[n], strict=False))
-                                  if n in KNOWN_FAILING else n for n in NOTEBOOKS])
+@pytest.mark.parametrize('name', NOTEBOOKS)
 def test_notebook_runs(name):
     env = dict(os.environ, MPLBACKEND='Agg', E2GAN_NOTEBOOK_TEST='1')
     code = ('import sys; from pathlib import Path; from nbdev.test import test_nb; '

@@ -218,3 +218,17 @@ def test_stepping_by_hand_replays_the_batch_search_exactly(name):
                           explore_fraction=1.0, seed=2)
     mine = [(r['trajectory'], r['step'], r['cell_action'], r['reward']) for r in s.history]
     assert mine == [(r['trajectory'], r['step'], r['cell_action'], r['reward']) for r in batch]
+
+
+def test_a_manual_cell_under_reinforce_conditions_its_next_cells():
+    "REINFORCE's LSTM carries the trajectory: the widget's manual cell must be fed in, not only built."
+    s = SearchStepper.for_surrogate(agent='reinforce', seed=5).wait()
+    proposal = list(s.proposal)
+    manual = [1 - proposal[0]] + proposal[1:]
+    for d, a in zip(s.dropdowns, manual): d.value = a
+    s.manual_button.click(); s.wait()
+    assert s.history[-1]['manual'] and s.history[-1]['cell_action'][:5] == manual[:5]
+    assert s.agent._choices == [manual]                              # the controller saw the manual cell
+    s.finish_button.click(); s.wait()
+    assert [r['cell_action'] for r in s.history][1:] == s.agent._choices[1:]
+    assert 'trajectory_advantage' not in s.history[-1]               # on-policy: no update from a steered trajectory
