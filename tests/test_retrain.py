@@ -212,3 +212,17 @@ def test_benchmark_reports_step_rates():
     assert r['d_steps_per_s'] > 0 and r['g_steps_per_s'] > 0
     d_per_epoch = b['train_images'] // b['d_batch']
     assert r['epoch_seconds'] == pytest.approx(d_per_epoch / r['d_steps_per_s'] + d_per_epoch // 5 / r['g_steps_per_s'])
+
+
+def test_the_train_command_passes_the_recipe_flags_and_rejects_bad_ones(tmp_path, cache_dir, capsys):
+    from e2gan.cli import main
+    base = ['train', '--arch-preset', 'e2gan-cifar10', '--dataset', 'shapes', '--epochs', '1', '--num-images', '64',
+            '--gf-dim', '8', '--df-dim', '8', '--bottom-width', '2', '--eval-every', '0', '--quiet']
+    assert main(base + ['--out', str(tmp_path / 'bad'), '--ema-decay', '1.5']) == 2
+    assert 'ema_decay must be between 0 and 1' in capsys.readouterr().err
+    assert main(base + ['--out', str(tmp_path / 'run'), '--lr', '1e-4', '--d-lr', '3e-4', '--g-batch', '16', '--d-batch', '8',
+                        '--n-critic', '2', '--ema-decay', '0.99', '--ema-warmup', '--latent-dim', '32', '--best-by', 'is']) == 0
+    c = run_config(tmp_path / 'run')
+    assert (c.gan.g_lr, c.gan.d_lr, c.gan.g_batch, c.gan.d_batch, c.gan.n_critic) == (1e-4, 3e-4, 16, 8, 2)
+    assert (c.gan.ema_decay, c.gan.ema_warmup, c.latent_dim, c.best_by, c.resolution) == (0.99, True, 32, 'is', 16)
+    assert load_run_checkpoint(tmp_path / 'run' / 'last.pt')['trainer']['g_steps'] == 64 // 8 // 2   # the flags trained it

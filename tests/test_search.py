@@ -55,7 +55,13 @@ def test_quick_search_from_the_command_line_writes_consistent_outputs(tmp_path, 
     assert [b['score'] for b in best] == sorted((b['score'] for b in best), reverse=True)
     assert summary['trajectories'] == 4 and summary['proxy_epochs'] == 12 and summary['best'] == best[0]
     assert summary['backend'] == 'classifier'
-    assert ' '.join(map(str, best[0]['vector'])) in printed and 'e2gan train --from-search' in printed
+    assert ' '.join(map(str, best[0]['vector'])) in printed and f'e2gan train --from-search {out} --preset cpu --dataset shapes' in printed
+    for phase, n in (('explore', 3), ('exploit', 1)):
+        scores = [r['score'] for r in finals if r['phase'] == phase]
+        assert len(scores) == n and summary['mean_score'][phase] == pytest.approx(sum(scores) / n)
+    assert f"{summary['mean_score']['exploit']:.3f} while exploiting" in printed
+    from PIL import Image
+    assert Image.open(out / 'search.png').size[0] > 400                           # the plot of every trajectory
 
 
 def test_presets_and_overrides():
