@@ -19,3 +19,6 @@ e2gan sample --checkpoint "$run/retrain/best.pt" --n 64 --out "$img/quick-sample
 # The efficiency claim on the calibrated surrogate: one landscape, then every seed its own landscape.
 e2gan bench search --seeds 10 --plot "$img/regret.png" | tee "$img/bench-search.txt"
 e2gan bench search --seeds 10 --landscape each --plot "$img/regret-each.png" | tee "$img/bench-search-each.txt"
+
+# The widget as a browser shows it: the screenshot the browser test takes after its click.
+python -m pytest -q tests/test_browser.py && cp tests/artifacts/browser/stepper-widget.png "$img/stepper.png"
