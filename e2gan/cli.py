@@ -170,9 +170,8 @@ def top_fraction_regret(env, fraction: float = 0.001) -> float:
 
 def plot_regret_curves(results: dict, path, window: int = 5) -> None:
     "Left: true regret of what each agent builds per trajectory (median, quartile band) and random search's best observed so far; right: the handed-over regret of every run."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw=dict(width_ratios=[2.3, 1]))
+    from matplotlib.figure import Figure     # not pyplot: no global backend switch when called from a notebook
+    fig = Figure(figsize=(11, 4)); ax, bx = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[2.3, 1]))
     kernel = np.ones(window) / window
     for i, (name, runs) in enumerate(results.items()):
         curves = np.array([r['trajectory_regrets'] for r in runs], dtype=float)
@@ -191,7 +190,7 @@ def plot_regret_curves(results: dict, path, window: int = 5) -> None:
     ax.set_title('what each agent builds as the budget is spent')
     bx.set_xticks(range(len(results)), list(results), rotation=20, fontsize=8); bx.set_ylabel('true regret')
     bx.set_title(f'handed over ({len(next(iter(results.values())))} seeds, bar: median)')
-    fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
+    fig.tight_layout(); fig.savefig(path, dpi=120)
 
 def cmd_bench_search(args) -> int:
     agents = args.agents.split(',') if args.agents else list(AGENTS)

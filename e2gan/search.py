@@ -89,12 +89,12 @@ def phase_scores(records: list[dict]) -> dict[str, float]:
 def plot_search(records: list[dict], path: str | os.PathLike | None = None, title: str = 'search'):
     "Final score of every trajectory by phase, and the best so far; saved to `path` when given. Returns the figure."
     from matplotlib.figure import Figure           # no pyplot: safe in scripts, threads and notebooks alike
-    finals = [r for r in final_records(records) if r.get('score') is not None]
+    finals, means = [r for r in final_records(records) if r.get('score') is not None], phase_scores(records)
     fig = Figure(figsize=(7, 3.2)); ax = fig.subplots()
     for phase, color in (('explore', 'tab:blue'), ('exploit', 'tab:orange')):
         rs = [r for r in finals if r.get('phase') == phase]
-        if rs: ax.plot([r['trajectory'] for r in rs], [r['score'] for r in rs], 'o', ms=4, color=color,
-                       label=f"{phase} (mean {np.mean([r['score'] for r in rs]):.2f})")
+        mean = f" (mean {means[phase]:.2f})" if phase in means else ''      # the summary's figure: diverged runs excluded
+        if rs: ax.plot([r['trajectory'] for r in rs], [r['score'] for r in rs], 'o', ms=4, color=color, label=phase + mean)
     if finals:
         ax.step([r['trajectory'] for r in finals], np.maximum.accumulate([r['score'] for r in finals]), where='post',
                 color='gray', lw=1, label='best so far')
