@@ -20,7 +20,8 @@ from .metrics import Evaluator, NonFiniteImagesError
 from .training import GanConfig, GanTrainer
 
 # %% auto #0
-__all__ = ['ProxyTaskConfig', 'decode_logits', 'ContinuousActions', 'search_spaces', 'Seconds', 'StageView', 'GanSearchEnv']
+__all__ = ['ProxyTaskConfig', 'decode_logits', 'ContinuousActions', 'search_spaces', 'search_score', 'step_reward', 'Seconds',
+           'StageView', 'GanSearchEnv']
 
 # %% ../nbs/06_mdp.ipynb #d82d11df
 @dataclass
@@ -72,6 +73,15 @@ def search_spaces(n_cells: int, state_dim: int) -> tuple[spaces.Box, spaces.Mult
     "Observation [depth, IS, scaled FID, progressive state] and the MultiDiscrete cell action."
     return (spaces.Box(-np.inf, np.inf, (3 + state_dim,), dtype=np.float32),
             spaces.MultiDiscrete(np.array(action_head_sizes(n_cells), dtype=np.int64)))
+
+# %% ../nbs/06_mdp.ipynb #5b26689e
+def search_score(is_, fid, alpha: float):
+    "The objective of the search (Eq. 5): IS - alpha * FID, of numbers or arrays."
+    return is_ - alpha * fid
+
+def step_reward(is_before, fid_before, is_after, fid_after, alpha: float):
+    "The reward of one cell (Eq. 4): IS_t - IS_{t-1} + alpha * (FID_{t-1} - FID_t), the change in `search_score`."
+    return search_score(is_after, fid_after, alpha) - search_score(is_before, fid_before, alpha)
 
 # %% ../nbs/06_mdp.ipynb #a61fcd2a
 class Seconds(float):
@@ -207,6 +217,6 @@ class GanSearchEnv(gym.Env):
             self.diverged = True
             obs = self._observation(self.is_, self.fid, torch.zeros(self.state_dim))
             return obs, float(c.divergence_penalty), True, False, self._info(**extra)
-        reward = (scores.is_mean - self.is_) + self.alpha * (self.fid - scores.fid)
+        reward = step_reward(self.is_, self.fid, scores.is_mean, scores.fid, self.alpha)
         self.is_, self.fid = scores.is_mean, scores.fid
         return self._observation(self.is_, self.fid, state), float(reward), self.depth == self.n_cells, False, self._info(**extra)

@@ -4,15 +4,17 @@
 
 # %% ../nbs/01_searchspace.ipynb #90497b1c
 from __future__ import annotations
-import itertools, operator, random
+import itertools, math, operator, random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
+import numpy as np
 
 # %% auto #0
-__all__ = ['CONV_BLOCKS', 'NORMS', 'UPSAMPLES', 'SHORTCUTS', 'CELL_FIELDS', 'ARCH_PRESETS', 'CELL_CHOICES', 'Cell',
-           'Architecture', 'vector_length', 'n_cells_for_length', 'arch_from_vector', 'arch_to_vector', 'parse_arch',
-           'space_size', 'random_cell', 'random_architecture', 'cells_at', 'all_architectures', 'action_head_sizes',
-           'cell_from_action', 'action_from_cell']
+__all__ = ['CONV_BLOCKS', 'NORMS', 'UPSAMPLES', 'SHORTCUTS', 'CELL_FIELDS', 'ARCH_PRESETS', 'CELL_CHOICES', 'N_CELL_HEADS',
+           'Cell', 'Architecture', 'vector_length', 'n_cells_for_length', 'arch_from_vector', 'arch_to_vector',
+           'parse_arch', 'options_at', 'space_size', 'random_cell', 'random_architecture', 'cell_index', 'cell_fields',
+           'cell_from_index', 'cells_at', 'all_architectures', 'arch_index', 'arch_from_index', 'head_options',
+           'action_head_sizes', 'n_cells_for_heads', 'active_heads', 'cell_from_action', 'action_from_cell']
 
 # %% ../nbs/01_searchspace.ipynb #b2de41c1
 CONV_BLOCKS = ('post-act conv', 'pre-act conv')
@@ -138,41 +140,96 @@ def parse_arch(spec: str | Sequence[int] | Architecture, n_cells: int | None = N
     return arch_from_vector(spec, n_cells)
 
 # %% ../nbs/01_searchspace.ipynb #cb6a3368
-CELL_CHOICES = 2 * 3 * 3 * 2
+CELL_CHOICES = len(CONV_BLOCKS) * len(NORMS) * len(UPSAMPLES) * len(SHORTCUTS)   # 36
+
+def options_at(i: int) -> int:
+    "Number of distinct cells at position `i` (0-based): 36 choices times 2^i skip masks."
+    return CELL_CHOICES << i
 
 def space_size(n_cells: int = 3) -> int:
     "Number of architectures with `n_cells` cells: 36 choices per cell times 2^(i-1) skip masks for cell i."
-    size = 1
-    for i in range(n_cells): size *= CELL_CHOICES * 2**i
-    return size
+    return math.prod(options_at(i) for i in range(n_cells))
 
 def random_cell(i: int, rng: random.Random) -> Cell:
     "A uniformly random cell for position `i` (0-based)."
-    return Cell(rng.randrange(2), rng.randrange(3), rng.randrange(3), rng.randrange(2),
-                _skip_mask_to_cells(rng.randrange(2**i), i))
+    return Cell(rng.randrange(len(CONV_BLOCKS)), rng.randrange(len(NORMS)), rng.randrange(len(UPSAMPLES)),
+                rng.randrange(len(SHORTCUTS)), _skip_mask_to_cells(rng.randrange(2**i), i))
 
 def random_architecture(n_cells: int = 3, rng: random.Random | int | None = None) -> Architecture:
     "A uniformly random architecture; `rng` is a `random.Random` or a seed."
     if not isinstance(rng, random.Random): rng = random.Random(rng)
     return Architecture(tuple(random_cell(i, rng) for i in range(n_cells)))
 
+# %% ../nbs/01_searchspace.ipynb #85fe8856
+def cell_index(cell: Cell, i: int) -> int:
+    "The number of `cell` among the cells at position `i`: its four choices, conv most significant, then its skip mask."
+    choice = ((cell.conv * len(NORMS) + cell.norm) * len(UPSAMPLES) + cell.up) * len(SHORTCUTS) + cell.shortcut
+    return (choice << i) + _cells_to_skip_mask(cell.skips, i)
+
+def cell_fields(i: int, k=None) -> dict[str, np.ndarray]:
+    "The control variables of the cells numbered `k` at position `i` (default: all of them) as arrays; 'skip' is (..., i) bits."
+    k = np.arange(options_at(i)) if k is None else np.asarray(k)
+    choice, mask = k >> i, k & ((1 << i) - 1)
+    choice, shortcut = np.divmod(choice, len(SHORTCUTS))
+    choice, up = np.divmod(choice, len(UPSAMPLES))
+    conv, norm = np.divmod(choice, len(NORMS))
+    skip = np.stack([(mask >> (i - 1 - j)) & 1 for j in range(i)], -1) if i else np.zeros(k.shape + (0,), np.int64)
+    return dict(conv=conv, norm=norm, up=up, shortcut=shortcut, skip=skip)
+
+def cell_from_index(k: int, i: int) -> Cell:
+    "The cell numbered `k` at position `i` (inverse of `cell_index`)."
+    if not 0 <= k < options_at(i): raise ValueError(f'cell {i + 1} has {options_at(i)} options, numbered 0..{options_at(i) - 1}; got {k}')
+    f = cell_fields(i, k)
+    return Cell(int(f['conv']), int(f['norm']), int(f['up']), int(f['shortcut']), _skip_mask_to_cells(k & ((1 << i) - 1), i))
+
 def cells_at(i: int) -> Iterator[Cell]:
-    "Every possible cell at position `i` (0-based)."
-    for conv, norm, up, sc, mask in itertools.product(range(2), range(3), range(3), range(2), range(2**i)):
-        yield Cell(conv, norm, up, sc, _skip_mask_to_cells(mask, i))
+    "Every possible cell at position `i` (0-based), in `cell_index` order."
+    for k in range(options_at(i)): yield cell_from_index(k, i)
 
 def all_architectures(n_cells: int = 3) -> Iterator[Architecture]:
-    "Enumerate the whole space in vector order."
+    "Enumerate the whole space in `arch_index` order."
     for cells in itertools.product(*(list(cells_at(i)) for i in range(n_cells))):
         yield Architecture(cells)
 
+def arch_index(arch: Architecture) -> int:
+    "Position of `arch` in `all_architectures(len(arch))`."
+    idx = 0
+    for i, c in enumerate(arch): idx = idx * options_at(i) + cell_index(c, i)
+    return idx
+
+def arch_from_index(idx: int, n_cells: int = 3) -> Architecture:
+    "The architecture at position `idx` of `all_architectures(n_cells)` (inverse of `arch_index`)."
+    if not 0 <= idx < space_size(n_cells): raise ValueError(f'index {idx} is outside 0..{space_size(n_cells) - 1}')
+    cells = []
+    for i in reversed(range(n_cells)):
+        idx, k = divmod(idx, options_at(i))
+        cells.append(cell_from_index(k, i))
+    return Architecture(tuple(reversed(cells)))
+
 # %% ../nbs/01_searchspace.ipynb #32bc6341
+N_CELL_HEADS = len(CELL_FIELDS)   # conv, norm, upsample, shortcut: the heads of every cell; skip heads follow
+
+def head_options(n_cells: int = 3) -> list[tuple[str, tuple[str, ...]]]:
+    "Name and option names of every action head: conv, norm, upsample, shortcut, one skip head per earlier cell."
+    heads = [('conv', CONV_BLOCKS), ('norm', NORMS), ('upsample', UPSAMPLES), ('shortcut', SHORTCUTS)]
+    return heads + [(f'skip from cell {j + 1}', ('no', 'yes')) for j in range(n_cells - 1)]
+
 def action_head_sizes(n_cells: int = 3) -> tuple[int, ...]:
-    "Number of options of each action head: conv, norm, upsample, shortcut, then one binary skip head per earlier cell."
-    return (2, 3, 3, 2) + (2,) * (n_cells - 1)
+    "Number of options of each action head."
+    return tuple(len(options) for _, options in head_options(n_cells))
+
+def n_cells_for_heads(n_heads: int) -> int:
+    "The number of cells an action with `n_heads` heads designs."
+    if n_heads < N_CELL_HEADS: raise ValueError(f'an action has at least {N_CELL_HEADS} heads, got {n_heads}')
+    return n_heads - N_CELL_HEADS + 1
+
+def active_heads(depth: int, n_cells: int = 3) -> list[bool]:
+    "Which heads shape the cell chosen at `depth` (cells built so far): the four cell heads, a skip head once its source cell exists."
+    if not 0 <= depth < n_cells: raise ValueError(f'depth is the number of cells built, 0..{n_cells - 1}, got {depth}')
+    return [True] * N_CELL_HEADS + [j < depth for j in range(n_cells - 1)]
 
 def cell_from_action(action: Sequence[int], i: int) -> Cell:
-    "Decode one step's discrete action (one index per head) into the cell at position `i`; unused skip heads are ignored."
+    "Decode one step's discrete action (one index per head) into the cell at position `i`; inactive skip heads are ignored."
     conv, norm, up, sc, *skip_heads = (int(a) for a in action)
     return Cell(conv, norm, up, sc, tuple(j for j in range(i) if skip_heads[j]))
 

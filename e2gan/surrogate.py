@@ -10,46 +10,14 @@ import numpy as np
 from scipy import special
 import gymnasium as gym
 from gymnasium import spaces
-from .searchspace import (Architecture, Cell, CELL_CHOICES, action_from_cell, action_head_sizes, cell_from_action,
-                               parse_arch, random_architecture, space_size, _skip_mask_to_cells)
+from .searchspace import (Architecture, Cell, action_from_cell, action_head_sizes, all_architectures, arch_from_index,
+                               arch_index, cell_fields, cell_from_action, cell_index, cells_at, options_at, parse_arch,
+                               random_architecture, space_size)
+from .mdp import search_score, step_reward
 
 # %% auto #0
-__all__ = ['FIELDS', 'MEASURED', 'CALIBRATION', 'options_at', 'cell_index', 'arch_index', 'arch_from_index', 'cell_fields',
-           'draw_effects', 'latent_parts', 'arch_fields', 'prefix_parts', 'measure_gan_landscape',
-           'summarize_measurements', 'SurrogateEnv', 'reported_is_moments', 'fit_calibration']
-
-# %% ../nbs/07_surrogate.ipynb #a45f9b85
-def options_at(i: int) -> int:
-    "Number of distinct cells at position `i` (0-based): 36 choices times 2^i skip masks."
-    return CELL_CHOICES << i
-
-def cell_index(cell: Cell, i: int) -> int:
-    "Position of `cell` in `cells_at(i)`, the order in which `all_architectures` enumerates cells."
-    mask = sum(1 << (i - 1 - j) for j in cell.skips)
-    return ((((cell.conv * 3 + cell.norm) * 3 + cell.up) * 2 + cell.shortcut) << i) + mask
-
-def arch_index(arch: Architecture) -> int:
-    "Position of `arch` in `all_architectures(len(arch))`."
-    idx = 0
-    for i, c in enumerate(arch): idx = idx * options_at(i) + cell_index(c, i)
-    return idx
-
-def arch_from_index(idx: int, n_cells: int = 3) -> Architecture:
-    "The architecture at position `idx` of `all_architectures(n_cells)` (inverse of `arch_index`)."
-    if not 0 <= idx < space_size(n_cells): raise ValueError(f'index {idx} is outside 0..{space_size(n_cells) - 1}')
-    cells = []
-    for i in reversed(range(n_cells)):
-        idx, k = divmod(idx, options_at(i))
-        rest, mask = k >> i, k & ((1 << i) - 1)
-        cells.append(Cell(rest // 18, rest // 6 % 3, rest // 2 % 3, rest % 2, _skip_mask_to_cells(mask, i)))
-    return Architecture(tuple(reversed(cells)))
-
-def cell_fields(i: int) -> dict[str, np.ndarray]:
-    "The control variables of every cell at position `i`, as arrays in `cells_at(i)` order; 'skip' is (options, i) bits."
-    k = np.arange(options_at(i))
-    rest, mask = k >> i, k & ((1 << i) - 1)
-    skip = np.stack([(mask >> (i - 1 - j)) & 1 for j in range(i)], -1) if i else np.zeros((len(k), 0), np.int64)
-    return dict(conv=rest // 18, norm=rest // 6 % 3, up=rest // 2 % 3, shortcut=rest % 2, skip=skip)
+__all__ = ['FIELDS', 'MEASURED', 'CALIBRATION', 'draw_effects', 'latent_parts', 'arch_fields', 'prefix_parts',
+           'measure_gan_landscape', 'summarize_measurements', 'SurrogateEnv', 'reported_is_moments', 'fit_calibration']
 
 # %% ../nbs/07_surrogate.ipynb #7ec443f9
 FIELDS = dict(conv=2, norm=3, up=3, shortcut=2)
@@ -289,7 +257,7 @@ class SurrogateEnv(gym.Env):
             self._mix_stats.append((m, s))
             is_, log_fid = self._from_latents(t, zi, (zf - m) / s)
             self._is_tables.append(is_); self._fid_tables.append(np.exp(log_fid))
-        self._scores = self._is_tables[-1] - self.alpha * self._fid_tables[-1]
+        self._scores = search_score(self._is_tables[-1], self._fid_tables[-1], self.alpha)
         for a in self._is_tables + self._fid_tables + [self._scores]: a.flags.writeable = False
         second, first = np.partition(self._scores, -2)[-2:]
         if not first > second: raise RuntimeError(f'landscape seed {self.landscape_seed} has a tied optimum; choose another seed')
@@ -337,7 +305,7 @@ class SurrogateEnv(gym.Env):
     def scores(self, archs: Sequence) -> np.ndarray:
         "Noise-free scores IS - alpha * FID of a batch of complete architectures."
         is_, fid = self.true_metrics([self._as_arch(a) for a in archs])
-        return is_ - self.alpha * fid
+        return search_score(is_, fid, self.alpha)
 
     def score(self, arch) -> float:
         "The noise-free score IS - alpha * FID of one complete architecture (what Eq. 5 of the paper maximises)."
@@ -369,7 +337,7 @@ class SurrogateEnv(gym.Env):
         obs[3:] = self._state_gain * self._h
         arch = Architecture(tuple(self._cells))
         info = {'arch': arch.to_vector(), 'description': arch.describe(), 'is': self._is, 'fid': self._fid,
-                'diverged': False, 'true_is': true_is, 'true_fid': true_fid, 'true_score': true_is - self.alpha * true_fid}
+                'diverged': False, 'true_is': true_is, 'true_fid': true_fid, 'true_score': search_score(true_is, true_fid, self.alpha)}
         return obs, info
 
     def _luck(self, t: int, prefix: int) -> tuple[float, float]:
@@ -402,15 +370,16 @@ class SurrogateEnv(gym.Env):
         if a.shape != self.head_sizes.shape or a.dtype.kind not in 'iub' or (a < 0).any() or (a >= self.head_sizes).any():
             raise ValueError(f'an action is {len(self.head_sizes)} integers, each below {self.head_sizes.tolist()}; got {action!r}')
         a = a.tolist()
-        k = ((((a[0] * 3 + a[1]) * 3 + a[2]) * 2 + a[3]) << t) + sum(a[4 + j] << (t - 1 - j) for j in range(t))
-        self._cells.append(cell_from_action(a, t))
+        cell = cell_from_action(a, t)
+        k = cell_index(cell, t)
+        self._cells.append(cell)
         self._prefix = self._prefix * options_at(t) + k
         self._h = np.tanh(self._state_A @ self._h + self._state_B[t][k])
         self._t = t + 1
         self._draw_noise()
         last_is, last_fid = self._is, self._fid
         obs, info = self._observe()
-        reward = self._is - last_is + self.alpha * (last_fid - self._fid)
+        reward = step_reward(last_is, last_fid, self._is, self._fid, self.alpha)
         terminated = self._t == self.n_cells
         if terminated: info['regret'] = float(self._scores[self._best] - self._scores[self._prefix])
         return obs, float(reward), terminated, False, info

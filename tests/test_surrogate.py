@@ -3,9 +3,10 @@ import random, warnings
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from e2gan.searchspace import Architecture, Cell, action_from_cell, all_architectures, random_architecture, space_size
-from e2gan.surrogate import (CALIBRATION, MEASURED, SurrogateEnv, arch_from_index, arch_index, cell_fields, fit_calibration,
-                             measure_gan_landscape, options_at, reported_is_moments, summarize_measurements)
+from e2gan.searchspace import (Architecture, Cell, action_from_cell, all_architectures, arch_from_index, arch_index, cell_fields,
+                               options_at, random_architecture, space_size)
+from e2gan.surrogate import (CALIBRATION, MEASURED, SurrogateEnv, fit_calibration, measure_gan_landscape, reported_is_moments,
+                             summarize_measurements)
 
 
 @pytest.fixture(scope='module')
