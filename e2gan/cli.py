@@ -6,21 +6,21 @@
 from __future__ import annotations
 import argparse, json, sys
 from pathlib import Path
-import numpy as np
 from .searchspace import ARCH_PRESETS, parse_arch, space_size
-from .models import model_summary
+from .models import RETRAIN_WIDTHS, SEARCH_WIDTHS, model_summary
 from .data import DATASETS, DataError
 from .utils import CheckpointError
-from .baselines import AGENTS, benchmark_agents, regret_table, print_regret_table
-from .surrogate import SurrogateEnv
-from .metrics import benchmark_reward
-from .retrain import TrainingDiverged, RETRAIN_PRESETS, train_from_options, evaluate_checkpoint, sample_grid, benchmark_training, format_benchmark
+from .agents import AGENTS
+from .loop import HANDOVER_RULES
 from .search import SEARCH_PRESETS, search_config, run_search
+from .retrain import TrainingDiverged, RETRAIN_PRESETS, train_from_options, evaluate_checkpoint, sample_grid
+from .bench import (benchmark_search, format_search_benchmark, plot_regret_curves, benchmark_reward, benchmark_training,
+                         format_benchmark)
 
 # %% auto #0
 __all__ = ['cmd_arch', 'add_arch_parser', 'cmd_search', 'add_search_parser', 'cmd_train', 'cmd_eval', 'cmd_sample',
-           'add_train_parsers', 'first_within', 'top_fraction_regret', 'plot_regret_curves', 'cmd_bench_search',
-           'cmd_bench_reward', 'cmd_bench_train', 'add_bench_parser', 'build_parser', 'main']
+           'add_train_parsers', 'cmd_bench_search', 'cmd_bench_reward', 'cmd_bench_train', 'add_bench_parser',
+           'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #7612d907
 def cmd_arch(args) -> int:
@@ -41,9 +41,9 @@ def add_arch_parser(sub) -> None:
                        description=f'ARCH is a preset ({", ".join(ARCH_PRESETS)}) or an arch vector '
                                    f'(14 integers for 3 cells; {space_size():,} architectures).')
     p.add_argument('arch', nargs='+', help="preset name or integers, e.g. '0 1 0 1 0 1 2 1 0 0 1 0 1 2'")
-    p.add_argument('--gf-dim', type=int, default=256, help='generator width (retraining default 256)')
-    p.add_argument('--df-dim', type=int, default=128, help='discriminator width (retraining default 128)')
-    p.add_argument('--bottom-width', type=int, default=4, help='stem size: 4 gives 32x32, 6 gives 48x48')
+    p.add_argument('--gf-dim', type=int, default=RETRAIN_WIDTHS.gf_dim, help='generator width (default: the retraining width)')
+    p.add_argument('--df-dim', type=int, default=RETRAIN_WIDTHS.df_dim, help='discriminator width (default: the retraining width)')
+    p.add_argument('--bottom-width', type=int, default=RETRAIN_WIDTHS.bottom_width, help='stem size: 4 gives 32x32, 6 gives 48x48')
     p.add_argument('--channels', type=int, default=3, help='image channels (1 for grey data)')
     p.add_argument('--json', action='store_true', help='print JSON')
     p.set_defaults(func=cmd_arch)
@@ -53,16 +53,19 @@ def cmd_search(args) -> int:
     cfg = search_config(args.preset, dataset=args.dataset, backend=args.backend, agent=args.agent,
                         trajectories=args.trajectories, seed=args.seed, data_root=args.data_root)
     summary = run_search(args.out, cfg, device=args.device, resume=args.resume, progress=not args.quiet)
-    best = summary['best']
+    best, seen = summary['best'], summary['best_observed']
     print(f"\n{summary['trajectories']} trajectories, {summary['proxy_epochs']} proxy epochs, {summary['seconds']:.0f} s "
           f"(agent {cfg.agent}, {summary['backend']} backend)")
     if best is None: print('no architecture finished without diverging'); return 1
-    vec = ' '.join(map(str, best['vector']))
-    print(f"best architecture (IS {best['is']:.3f}, FID {best['fid']:.2f}, score {best['score']:.3f}):")
+    print(f"handed over, by the rule '{summary['handover']}' (IS {best['is']:.3f}, FID {best['fid']:.2f}, score {best['score']:.3f}"
+          f"{', mean of ' + str(best['count']) + ' runs' if best['count'] > 1 else ''}):")
     print(best['description'])
-    print(f'arch vector: {vec}')
+    print(f"arch vector: {' '.join(map(str, best['vector']))}")
+    if seen is not None and list(seen['arch']) != best['vector']:
+        print(f"the highest single observed score, {seen['score']:.3f} (trajectory {seen['trajectory']}, while {dict(explore='exploring', exploit='exploiting')[seen['phase']]}), is another "
+              f"architecture: one noisy evaluation is biased upwards, so the hand-over does not chase it")
     m = summary.get('mean_score', {})
-    if 'explore' in m and 'exploit' in m and cfg.agent != 'random':   # random search samples in both phases alike
+    if 'explore' in m and 'exploit' in m and summary['handover'] == HANDOVER_RULES['exploit-mean']:   # an agent that exploits
         print(f"mean score of a trajectory: {m['explore']:.3f} while exploring, {m['exploit']:.3f} while exploiting "
               f"(plot: {Path(args.out) / 'search.png'})")
     recipe = ' --preset cpu' if args.preset == 'quick' else ''   # the quick search's widths call for the CPU recipe, not the 500-epoch one
@@ -159,69 +162,15 @@ def add_train_parsers(sub) -> None:
     s.set_defaults(func=cmd_sample)
 
 # %% ../nbs/13_cli.ipynb #e4a3fb8e
-def first_within(run: dict, regret: float = 1e-12) -> int | None:
-    "1-based index of the first trajectory that built an architecture of true regret <= `regret` (default: the optimum)."
-    hits = [i for i, r in enumerate(run['trajectory_regrets']) if r <= regret]
-    return hits[0] + 1 if hits else None
-
-def top_fraction_regret(env, fraction: float = 0.001) -> float:
-    "The regret below which the best `fraction` of all architectures of `env` lie (0.001: the top 0.1%, 373 of 373,248)."
-    return float(env.optimum()[1] - np.quantile(env.all_scores(), 1 - fraction))
-
-def plot_regret_curves(results: dict, path, window: int = 5) -> None:
-    "Left: true regret of what each agent builds per trajectory (median, quartile band) and random search's best observed so far; right: the handed-over regret of every run."
-    from matplotlib.figure import Figure     # not pyplot: no global backend switch when called from a notebook
-    fig = Figure(figsize=(11, 4)); ax, bx = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[2.3, 1]))
-    kernel = np.ones(window) / window
-    for i, (name, runs) in enumerate(results.items()):
-        curves = np.array([r['trajectory_regrets'] for r in runs], dtype=float)
-        smooth = np.array([np.convolve(c, kernel, mode='valid') for c in curves])
-        x = np.arange(window, curves.shape[1] + 1)
-        line, = ax.plot(x, np.median(smooth, 0), label=f'{name}: built (running mean of {window})')
-        ax.fill_between(x, np.percentile(smooth, 25, 0), np.percentile(smooth, 75, 0), alpha=.2, color=line.get_color())
-        if name == 'random' and 'incumbent_regrets' in runs[0]:
-            inc = np.array([r['incumbent_regrets'] for r in runs], dtype=float)
-            ax.plot(np.arange(1, inc.shape[1] + 1), np.median(inc, 0), ls='--', color=line.get_color(),
-                    label='random: best observed so far (its hand-over)')
-        regrets = [r['regret'] for r in runs]
-        bx.scatter(np.full(len(regrets), i) + np.linspace(-.15, .15, len(regrets)), regrets, s=14, color=line.get_color())
-        bx.plot([i - .3, i + .3], [np.median(regrets)] * 2, color='k', lw=2)
-    ax.set_xlabel('trajectory'); ax.set_ylabel('true regret'); ax.legend(fontsize=7)
-    ax.set_title('what each agent builds as the budget is spent')
-    bx.set_xticks(range(len(results)), list(results), rotation=20, fontsize=8); bx.set_ylabel('true regret')
-    bx.set_title(f'handed over ({len(next(iter(results.values())))} seeds, bar: median)')
-    fig.tight_layout(); fig.savefig(path, dpi=120)
-
 def cmd_bench_search(args) -> int:
-    agents = args.agents.split(',') if args.agents else list(AGENTS)
-    for a in agents:
-        if a not in AGENTS: raise ValueError(f'unknown agent {a!r}; allowed: {", ".join(AGENTS)}')
-    each = args.landscape == 'each'      # every seed its own landscape: does the result hold across problems?
-    make_env = lambda seed: SurrogateEnv(noise=args.noise, seed=seed if each else int(args.landscape))
-    results = benchmark_agents(make_env, agents, seeds=range(args.seeds), trajectories=args.trajectories)
-    rows = regret_table(results)
-    top = {seed: top_fraction_regret(make_env(seed)) for seed in range(args.seeds)}
-    for row in rows:
-        runs = results[row['agent']]
-        for key, firsts in (('optimum', [first_within(r) for r in runs]), ('top_0.1%', [first_within(r, top[r['seed']]) for r in runs])):
-            hit = sorted(f for f in firsts if f is not None)
-            row[f'reached_{key}'] = len(hit)
-            row[f'first_{key}_median'] = float(np.median(hit)) if hit else None
-    if args.plot: plot_regret_curves(results, args.plot)
-    if args.json:
-        print(json.dumps(dict(trajectories=args.trajectories, seeds=args.seeds, noise=args.noise, landscape=args.landscape,
-                              rows=rows), indent=2))
-        return 0
-    where = 'one landscape per seed' if each else f'landscape {args.landscape}, optimum score {make_env(0).optimum()[1]:.3f}'
-    print(f'SurrogateEnv ({where}, noise x{1.0 if args.noise is None else args.noise}), '
-          f'{args.trajectories} trajectories, {args.seeds} seeds')
-    print_regret_table(rows)
-    for key, what in (('optimum', 'the optimum'), ('top_0.1%', 'a top-0.1% architecture')):
-        for row in rows:
-            f = row[f'first_{key}_median']
-            print(f"{row['agent']:16s} built {what} in {row[f'reached_{key}']}/{row['runs']} runs"
-                  + (f', median first at trajectory {f:.0f}' if f else ''))
-    if args.plot: print(f'regret curves: {args.plot}')
+    bench = benchmark_search(seeds=args.seeds, trajectories=args.trajectories, noise=args.noise, landscape=args.landscape,
+                             agents=args.agents.split(',') if args.agents else AGENTS)
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    plot_regret_curves(bench['results'], out / 'regret.png')
+    (out / 'bench.json').write_text(json.dumps(bench, indent=2))
+    if args.json: print(json.dumps({k: v for k, v in bench.items() if k != 'results'}, indent=2)); return 0
+    print(format_search_benchmark(bench))
+    print(f"regret curves: {out / 'regret.png'}, every run: {out / 'bench.json'}")
     return 0
 
 def cmd_bench_reward(args) -> int:
@@ -245,19 +194,19 @@ def add_bench_parser(sub) -> None:
     s.add_argument('--landscape', default='0', type=lambda v: v if v == 'each' else str(int(v)),
                    help='landscape seed of the surrogate, or "each": seed i searches landscape i')
     s.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}')
-    s.add_argument('--plot', default='regret.png', help='where to save the regret curves ("" for none)')
+    s.add_argument('--out', default='runs/bench-search', help='folder for regret.png and bench.json')
     s.add_argument('--json', action='store_true')
     s.set_defaults(func=cmd_bench_search)
     r = bsub.add_parser('reward', help='seconds of one reward: generation, feature extraction, statistics')
     r.add_argument('--dataset', default='shapes', choices=list(DATASETS))
     r.add_argument('--backend', default='classifier', choices=['classifier', 'inception'])
     r.add_argument('--num-images', type=int, default=5000)
-    r.add_argument('--gf-dim', type=int, default=128)
+    r.add_argument('--gf-dim', type=int, default=SEARCH_WIDTHS.gf_dim)
     r.add_argument('--device')
     r.add_argument('--json', action='store_true')
     r.set_defaults(func=cmd_bench_reward)
     t = bsub.add_parser('train', help="G and D steps per second of the retraining recipe (fp32/bf16, channels_last on CUDA)")
-    t.add_argument('--gf-dim', type=int, default=256); t.add_argument('--df-dim', type=int, default=128)
+    t.add_argument('--gf-dim', type=int, default=RETRAIN_WIDTHS.gf_dim); t.add_argument('--df-dim', type=int, default=RETRAIN_WIDTHS.df_dim)
     t.add_argument('--steps', type=int, default=20)
     t.add_argument('--device')
     t.add_argument('--json', action='store_true')

@@ -14,7 +14,7 @@ import gymnasium as gym
 from gymnasium import spaces
 from .utils import default_device
 from .searchspace import Architecture, action_head_sizes, cell_from_action
-from .models import Generator, Discriminator, progressive_state
+from .models import SEARCH_WIDTHS, Generator, Discriminator, progressive_state
 from .data import ImageDataset, load_dataset, to_uint8
 from .metrics import Evaluator, NonFiniteImagesError
 from .training import GanConfig, GanTrainer
@@ -31,10 +31,10 @@ class ProxyTaskConfig:
     data_root: str | None = None
     num_images: int | None = None        # None: the whole training set
     n_cells: int = 3
-    bottom_width: int = 4
-    gf_dim: int = 128
-    df_dim: int = 64
-    latent_dim: int = 128
+    bottom_width: int = SEARCH_WIDTHS.bottom_width
+    gf_dim: int = SEARCH_WIDTHS.gf_dim
+    df_dim: int = SEARCH_WIDTHS.df_dim
+    latent_dim: int = SEARCH_WIDTHS.latent_dim
     epochs_per_step: int = 1
     max_d_steps: int | None = None       # cap on discriminator iterations per epoch (None: a full epoch)
     gan: GanConfig = field(default_factory=GanConfig)
@@ -135,7 +135,7 @@ class GanSearchEnv(gym.Env):
         self.observation_space, self.action_space = search_spaces(c.n_cells, c.gf_dim)
         self.G = self.D = self.trainer = None
         self._sample_noise = None
-        self.progress_callback = None    # called as f(done, total) during proxy training (the widget's progress bar)
+        self.progress_callback = None    # f(done, total): discriminator steps of this step's proxy training (the widget's bar)
 
     def stage_images(self, resolution: int) -> torch.Tensor:
         "The real images at `resolution`, resized once and kept on the device."
@@ -202,8 +202,10 @@ class GanSearchEnv(gym.Env):
         self.trainer.add_generator_params(new_params)
         images = self.stage_images(self.G.resolution)
         losses, train_seconds, diverged = [], 0.0, False
-        for _ in range(c.epochs_per_step):
-            stats = self.trainer.train_epoch(images, stage=t, max_d_steps=c.max_d_steps, progress=self.progress_callback)
+        for k in range(c.epochs_per_step):
+            report = self.progress_callback
+            progress = None if report is None else lambda done, total, k=k: report(k * total + done, c.epochs_per_step * total)
+            stats = self.trainer.train_epoch(images, stage=t, max_d_steps=c.max_d_steps, progress=progress)
             losses.append(stats); train_seconds += stats.seconds
             if stats.diverged: diverged = True; break
         start = time.perf_counter()

@@ -9,11 +9,25 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
+from dataclasses import dataclass
 from .searchspace import Architecture, Cell, parse_arch
 
 # %% auto #0
-__all__ = ['make_norm', 'make_upsample', 'ConvBlock', 'GeneratorCell', 'init_weights', 'Generator', 'progressive_state',
-           'OptimizedDisBlock', 'DisBlock', 'apply_spectral_norm', 'Discriminator', 'count_parameters', 'model_summary']
+__all__ = ['SEARCH_WIDTHS', 'RETRAIN_WIDTHS', 'Widths', 'make_norm', 'make_upsample', 'ConvBlock', 'GeneratorCell',
+           'init_weights', 'Generator', 'progressive_state', 'OptimizedDisBlock', 'DisBlock', 'apply_spectral_norm',
+           'Discriminator', 'count_parameters', 'model_summary']
+
+# %% ../nbs/02_models.ipynb #1dfb18a8
+@dataclass(frozen=True)
+class Widths:
+    "Network sizes: generator and discriminator channels, noise dimension, side of the stem's feature map."
+    gf_dim: int
+    df_dim: int
+    latent_dim: int = 128
+    bottom_width: int = 4          # 4 gives 32x32 images with three cells, 6 gives 48x48
+
+SEARCH_WIDTHS = Widths(gf_dim=128, df_dim=64)      # the public search script
+RETRAIN_WIDTHS = Widths(gf_dim=256, df_dim=128)    # the public retraining script (CIFAR-10 and STL-10)
 
 # %% ../nbs/02_models.ipynb #638f4a4d
 def make_norm(kind: int, channels: int) -> nn.Module:
@@ -74,8 +88,8 @@ def init_weights(module: nn.Module) -> None:
 # %% ../nbs/02_models.ipynb #fb876e13
 class Generator(nn.Module):
     "Stem, cells and shared `to_rgb`: empty and grown one cell at a time (search), or built whole from `arch` (retraining)."
-    def __init__(self, arch: Architecture | str | None = None, n_cells: int | None = None, gf_dim: int = 128,
-                 latent_dim: int = 128, bottom_width: int = 4, channels: int = 3,
+    def __init__(self, arch: Architecture | str | None = None, n_cells: int | None = None, gf_dim: int = SEARCH_WIDTHS.gf_dim,
+                 latent_dim: int = SEARCH_WIDTHS.latent_dim, bottom_width: int = SEARCH_WIDTHS.bottom_width, channels: int = 3,
                  skip_handoff_includes_skips: bool = True):
         super().__init__()
         arch = parse_arch(arch) if arch is not None else Architecture(())
@@ -162,7 +176,7 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
 
 class Discriminator(nn.Module):
     "AutoGAN's discriminator for `n_cells` generator cells; `forward(x, stage=k)` runs the blocks of search stage k."
-    def __init__(self, n_cells: int = 3, df_dim: int = 64, channels: int = 3):
+    def __init__(self, n_cells: int = 3, df_dim: int = SEARCH_WIDTHS.df_dim, channels: int = 3):
         super().__init__()
         self.n_cells, self.df_dim, self.channels = n_cells, df_dim, channels
         self.blocks = nn.ModuleList([OptimizedDisBlock(channels, df_dim)] + [
@@ -185,8 +199,8 @@ def count_parameters(module: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
-def model_summary(arch: Architecture | str, gf_dim: int = 256, df_dim: int = 128, bottom_width: int = 4,
-                  latent_dim: int = 128, channels: int = 3) -> dict:
+def model_summary(arch: Architecture | str, gf_dim: int = RETRAIN_WIDTHS.gf_dim, df_dim: int = RETRAIN_WIDTHS.df_dim,
+                  bottom_width: int = RETRAIN_WIDTHS.bottom_width, latent_dim: int = RETRAIN_WIDTHS.latent_dim, channels: int = 3) -> dict:
     "Description, output resolution and parameter counts of the retraining generator and discriminator of `arch`."
     arch = parse_arch(arch)
     G = Generator(arch, gf_dim=gf_dim, latent_dim=latent_dim, bottom_width=bottom_width, channels=channels)

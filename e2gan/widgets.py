@@ -5,36 +5,26 @@
 # %% ../nbs/12_widgets.ipynb #3818c733
 from __future__ import annotations
 import copy, html, io, threading, time, traceback
-from contextlib import contextmanager
 from typing import Callable, Sequence
 import numpy as np
 import torch
 import gymnasium as gym
 import ipywidgets as W
+from fastcore.basics import patch
 from .utils import default_device
-from .searchspace import Architecture, CONV_BLOCKS, NORMS, UPSAMPLES, SHORTCUTS, arch_from_vector
+from .searchspace import (Architecture, CONV_BLOCKS, NORMS, UPSAMPLES, SHORTCUTS, action_head_sizes, active_heads,
+                               arch_from_vector, head_options)
 from .data import image_grid
-from .training import GanConfig, GanTrainer
+from .training import GanConfig
 from .mdp import GanSearchEnv, ProxyTaskConfig, decode_logits
 from .surrogate import SurrogateEnv
-from .baselines import make_agent, take_step, trajectory_seed, wrap_env
+from .agents import make_agent
+from .loop import end_trajectory, take_step, trajectory_seed, wrap_env
 from .search import search_config
 
 # %% auto #0
-__all__ = ['VALUE_LABELS', 'head_options', 'active_heads', 'png_bytes', 'figure_png', 'stage_scale', 'samples_png',
-           'arch_diagram_svg', 'metrics_figure', 'state_figure', 'beliefs_html', 'StepObserver', 'tiny_shapes_config',
-           'SearchStepper']
-
-# %% ../nbs/12_widgets.ipynb #3a1f9771
-def head_options(n_cells: int = 3) -> list[tuple[str, tuple[str, ...]]]:
-    "Name and option names of every action head: conv, norm, upsample, shortcut, one skip head per earlier cell."
-    heads = [('conv', CONV_BLOCKS), ('norm', NORMS), ('upsample', UPSAMPLES), ('shortcut', SHORTCUTS)]
-    return heads + [(f'skip from cell {j + 1}', ('no', 'yes')) for j in range(n_cells - 1)]
-
-def active_heads(depth: int, n_cells: int = 3) -> list[bool]:
-    "Which heads shape the cell chosen at `depth` (cells built so far): a skip head once its source cell exists."
-    if not 0 <= depth < n_cells: raise ValueError(f'depth is the number of cells built, 0..{n_cells - 1}, got {depth}')
-    return [True] * 4 + [j < depth for j in range(n_cells - 1)]
+__all__ = ['VALUE_LABELS', 'png_bytes', 'figure_png', 'stage_scale', 'samples_png', 'arch_diagram_svg', 'metrics_figure',
+           'state_figure', 'beliefs_html', 'StepObserver', 'tiny_shapes_config', 'SearchStepper']
 
 # %% ../nbs/12_widgets.ipynb #d9be3854
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -171,25 +161,16 @@ class StepObserver(gym.Wrapper):
         self.last_info = info
         return obs, info
 
-    @contextmanager
-    def _training_progress(self):
-        base, report = self.env.unwrapped, self.progress
-        trainer = getattr(base, 'trainer', None)
-        if report is None or not isinstance(trainer, GanTrainer): yield; return
-        epochs, calls, original = max(1, getattr(getattr(base, 'config', None), 'epochs_per_step', 1)), [0], trainer.train_epoch
-        def train_epoch(*args, **kwargs):
-            k = calls[0]; calls[0] += 1
-            kwargs['progress'] = lambda done, total: report((k + done / max(total, 1)) / epochs, 'proxy training')
-            return original(*args, **kwargs)
-        trainer.train_epoch = train_epoch          # an instance attribute: the class and other trainers are untouched
-        try: yield
-        finally: del trainer.train_epoch
-
     def step(self, action):
-        if self.progress is not None: self.progress(0.0, 'proxy training')
-        with self._training_progress(): obs, reward, terminated, truncated, info = self.env.step(action)
+        base, report = self.env.unwrapped, self.progress
+        if report is not None:
+            report(0.0, 'proxy training')
+            if hasattr(base, 'progress_callback'): base.progress_callback = lambda done, total: report(done / max(total, 1), 'proxy training')
+        try: obs, reward, terminated, truncated, info = self.env.step(action)
+        finally:
+            if hasattr(base, 'progress_callback'): base.progress_callback = None
         self.last_info = info
-        if self.progress is not None: self.progress(1.0, 'done')
+        if report is not None: report(1.0, 'done')
         return obs, reward, terminated, truncated, info
 
 # %% ../nbs/12_widgets.ipynb #5abf5d28
@@ -201,7 +182,7 @@ def tiny_shapes_config(**overrides) -> ProxyTaskConfig:
     if bad: raise ValueError(f'not proxy-task settings: {", ".join(bad)}; allowed: {", ".join(ProxyTaskConfig.__dataclass_fields__)}')
     return ProxyTaskConfig(**{**base, **overrides})
 
-# %% ../nbs/12_widgets.ipynb #e3124a92
+# %% ../nbs/12_widgets.ipynb #15a8b3f1
 VALUE_LABELS = {'sac': 'critic value min(Q1, Q2)', 'sac-categorical': 'critic value min(Q1, Q2)',
                 'reinforce': 'log-probability', 'random': 'none (uniform)'}
 
@@ -218,7 +199,7 @@ class SearchStepper:
         self.env = wrap_env(self.observer, agent)
         base = env.unwrapped
         self.n_cells = int(base.n_cells)
-        self.alpha = float(getattr(base, 'alpha', 0.01))
+        self.alpha = float(base.alpha)
         cfg = getattr(base, 'config', None)
         self.bottom_width = getattr(cfg, 'bottom_width', 4)
         self.is_gan = isinstance(base, GanSearchEnv)
@@ -233,255 +214,273 @@ class SearchStepper:
         self._build(title or f'{type(base).__name__} - agent {getattr(agent, "name", type(agent).__name__)}')
         self._run(self._reset)
 
-    # ---- constructors ----
-    @classmethod
-    def for_shapes(cls, tiny: bool = True, agent: str = 'sac', device=None, explore: bool = True, seed: int = 0,
-                   background: bool = True, **proxy_overrides) -> SearchStepper:
-        "A stepper on the real GAN environment on `shapes`: the widget's tiny proxy task, or the `quick` search preset."
-        if tiny: cfg = tiny_shapes_config(**proxy_overrides)
-        else: cfg = search_config('quick', **proxy_overrides).proxy
-        env = GanSearchEnv(cfg, device=default_device(device))
-        return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
+# %% ../nbs/12_widgets.ipynb #84567eb6
+@patch(cls_method=True)
+def for_shapes(cls: SearchStepper, tiny: bool = True, agent: str = 'sac', device=None, explore: bool = True, seed: int = 0,
+               background: bool = True, **proxy_overrides) -> SearchStepper:
+    "A stepper on the real GAN environment on `shapes`: the widget's tiny proxy task, or the `quick` search preset."
+    if tiny: cfg = tiny_shapes_config(**proxy_overrides)
+    else: cfg = search_config('quick', **proxy_overrides).proxy
+    env = GanSearchEnv(cfg, device=default_device(device))
+    return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
 
-    @classmethod
-    def for_surrogate(cls, agent: str = 'sac', explore: bool = True, seed: int = 0, background: bool = True,
-                      **surrogate_kwargs) -> SearchStepper:
-        "A stepper on `SurrogateEnv`: every step is instant, for lessons about the agent alone."
-        env = SurrogateEnv(seed=seed, **surrogate_kwargs)
-        return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
+@patch(cls_method=True)
+def for_surrogate(cls: SearchStepper, agent: str = 'sac', explore: bool = True, seed: int = 0, background: bool = True,
+                  **surrogate_kwargs) -> SearchStepper:
+    "A stepper on `SurrogateEnv`: every step is instant, for lessons about the agent alone."
+    env = SurrogateEnv(seed=seed, **surrogate_kwargs)
+    return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
 
-    # ---- the widgets ----
-    def _build(self, title: str) -> None:
-        btn = lambda text, icon, tip: W.Button(description=text, icon=icon, tooltip=tip, layout=W.Layout(width='auto'))
-        self.step_button = btn("Agent's step", 'play', "take the agent's next action (shown in the dropdowns)")
-        self.manual_button = btn('Manual step', 'hand-paper-o', 'take the cell set in the dropdowns')
-        self.finish_button = btn('Finish trajectory', 'fast-forward', "let the agent build the remaining cells")
-        self.reset_button = btn('Reset', 'refresh', 'start the next trajectory with a fresh GAN')
-        self.step_button.button_style = 'primary'
-        self.step_button.on_click(lambda _: self._run(self._steps, 1))
-        self.manual_button.on_click(lambda _: self._run(self._steps, 1, self.manual_action()))
-        self.finish_button.on_click(lambda _: self._run(self._steps, None))
-        self.reset_button.on_click(lambda _: self._run(self._reset))
-        self.mode = W.ToggleButtons(options=[('explore (sample)', True), ('exploit (greedy)', False)], value=self.explore,
-                                    style=dict(button_width='auto'))
-        self.mode.observe(self._on_mode, 'value')
-        self.dropdowns = [W.Dropdown(options=[(o, k) for k, o in enumerate(opts)], value=0, description=name,
-                                     style=dict(description_width='initial'), layout=W.Layout(width='auto'))
-                          for name, opts in head_options(self.n_cells)]
-        self.progress = W.FloatProgress(value=0., min=0., max=1., description='idle', bar_style='',
-                                        style=dict(description_width='initial'), layout=W.Layout(width='60%'))
-        self.status = W.HTML()
-        self.error_box = W.HTML()
-        self.device_label = W.HTML(f'<small>device: <b>{html.escape(self.device)}</b></small>')
-        self.cells_text = W.HTML()
-        self.diagram = W.HTML()
-        self.stage_box = W.HBox(layout=W.Layout(align_items='flex-end', flex_flow='row wrap'))
-        self.state_image = W.Image(format='png')
-        self.metrics_image = W.Image(format='png')
-        self.beliefs_box = W.HTML()
-        self.beliefs_note = W.HTML()
-        self.history_html = W.HTML()
-        section = lambda text: W.HTML(f'<h4 style="margin:8px 0 2px 0">{text}</h4>')
-        self.widget = W.VBox([
-            W.HTML(f'<h3 style="margin:2px 0">{html.escape(title)}</h3>'), self.device_label, self.status,
-            W.HBox([self.step_button, self.manual_button, self.finish_button, self.reset_button, self.mode]),
-            W.HBox(self.dropdowns, layout=W.Layout(flex_flow='row wrap')), self.progress, self.error_box,
-            section('Trajectory'), self.diagram, self.cells_text,
-            section('Progressive state outputs (fixed noise through every stage and to_rgb)'), self.stage_box,
-            section('Progressive state vector of each stage'), self.state_image,
-            section('IS, FID and reward'), self.metrics_image,
-            section('What the agent believes about the next cell'), self.beliefs_note, self.beliefs_box,
-            section('History'), self.history_html])
-        self.widget.add_class('e2gan-stepper')
-        self.buttons = [self.step_button, self.manual_button, self.finish_button, self.reset_button]
+# %% ../nbs/12_widgets.ipynb #9d3e2ef7
+@patch
+def _build(self: SearchStepper, title: str) -> None:
+    btn = lambda text, icon, tip: W.Button(description=text, icon=icon, tooltip=tip, layout=W.Layout(width='auto'))
+    self.step_button = btn("Agent's step", 'play', "take the agent's next action (shown in the dropdowns)")
+    self.manual_button = btn('Manual step', 'hand-paper-o', 'take the cell set in the dropdowns')
+    self.finish_button = btn('Finish trajectory', 'fast-forward', "let the agent build the remaining cells")
+    self.reset_button = btn('Reset', 'refresh', 'start the next trajectory with a fresh GAN')
+    self.step_button.button_style = 'primary'
+    self.step_button.on_click(lambda _: self._run(self._steps, 1))
+    self.manual_button.on_click(lambda _: self._run(self._steps, 1, self.manual_action()))
+    self.finish_button.on_click(lambda _: self._run(self._steps, None))
+    self.reset_button.on_click(lambda _: self._run(self._reset))
+    self.mode = W.ToggleButtons(options=[('explore (sample)', True), ('exploit (greedy)', False)], value=self.explore,
+                                style=dict(button_width='auto'))
+    self.mode.observe(self._on_mode, 'value')
+    self.dropdowns = [W.Dropdown(options=[(o, k) for k, o in enumerate(opts)], value=0, description=name,
+                                 style=dict(description_width='initial'), layout=W.Layout(width='auto'))
+                      for name, opts in head_options(self.n_cells)]
+    self.progress = W.FloatProgress(value=0., min=0., max=1., description='idle', bar_style='',
+                                    style=dict(description_width='initial'), layout=W.Layout(width='60%'))
+    self.status = W.HTML()
+    self.error_box = W.HTML()
+    self.device_label = W.HTML(f'<small>device: <b>{html.escape(self.device)}</b></small>')
+    self.cells_text = W.HTML()
+    self.diagram = W.HTML()
+    self.stage_box = W.HBox(layout=W.Layout(align_items='flex-end', flex_flow='row wrap'))
+    self.state_image = W.Image(format='png')
+    self.metrics_image = W.Image(format='png')
+    self.beliefs_box = W.HTML()
+    self.beliefs_note = W.HTML()
+    self.history_html = W.HTML()
+    section = lambda text: W.HTML(f'<h4 style="margin:8px 0 2px 0">{text}</h4>')
+    self.widget = W.VBox([
+        W.HTML(f'<h3 style="margin:2px 0">{html.escape(title)}</h3>'), self.device_label, self.status,
+        W.HBox([self.step_button, self.manual_button, self.finish_button, self.reset_button, self.mode]),
+        W.HBox(self.dropdowns, layout=W.Layout(flex_flow='row wrap')), self.progress, self.error_box,
+        section('Trajectory'), self.diagram, self.cells_text,
+        section('Progressive state outputs (fixed noise through every stage and to_rgb)'), self.stage_box,
+        section('Progressive state vector of each stage'), self.state_image,
+        section('IS, FID and reward'), self.metrics_image,
+        section('What the agent believes about the next cell'), self.beliefs_note, self.beliefs_box,
+        section('History'), self.history_html])
+    self.widget.add_class('e2gan-stepper')
+    self.buttons = [self.step_button, self.manual_button, self.finish_button, self.reset_button]
 
-    def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
+@patch
+def _repr_mimebundle_(self: SearchStepper, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
 
-    # ---- running actions: one at a time, off the main thread ----
-    def _run(self, fn, *args) -> bool:
-        "Run `fn` unless another action is running (then count the click and ignore it)."
-        if not self._lock.acquire(blocking=False):
-            self.ignored_clicks += 1
-            return False
-        self.busy, self.error = True, None
-        self._set_buttons()
-        def work():
-            try: fn(*args)
-            except Exception as e:
-                self.error = e
-                self.error_box.value = (f'<pre style="color:#b00;white-space:pre-wrap">{html.escape(type(e).__name__)}: '
-                                        f'{html.escape(str(e))}\n{html.escape(traceback.format_exc(limit=4))}</pre>')
-            finally:
-                self.busy = False
-                self._set_buttons()
-                self._lock.release()
-        if self.background:
-            self._thread = threading.Thread(target=work, name='e2gan-stepper', daemon=True)
-            self._thread.start()
-        else: work()
-        return True
+# %% ../nbs/12_widgets.ipynb #51bbeaf2
+@patch
+def _run(self: SearchStepper, fn, *args) -> bool:
+    "Run `fn` unless another action is running (then count the click and ignore it)."
+    if not self._lock.acquire(blocking=False):
+        self.ignored_clicks += 1
+        return False
+    self.busy, self.error = True, None
+    self._set_buttons()
+    def work():
+        try: fn(*args)
+        except Exception as e:
+            self.error = e
+            self.error_box.value = (f'<pre style="color:#b00;white-space:pre-wrap">{html.escape(type(e).__name__)}: '
+                                    f'{html.escape(str(e))}\n{html.escape(traceback.format_exc(limit=4))}</pre>')
+        finally:
+            self.busy = False
+            self._set_buttons()
+            self._lock.release()
+    if self.background:
+        self._thread = threading.Thread(target=work, name='e2gan-stepper', daemon=True)
+        self._thread.start()
+    else: work()
+    return True
 
-    def wait(self, timeout: float | None = None, raise_errors: bool = True) -> SearchStepper:
-        "Block until the running action ends (for scripts and tests); re-raise its error."
-        t = self._thread
-        if t is not None: t.join(timeout)
-        if t is not None and t.is_alive(): raise TimeoutError(f'the step did not finish within {timeout} s')
-        if raise_errors and self.error is not None: raise self.error
-        return self
+@patch
+def wait(self: SearchStepper, timeout: float | None = None, raise_errors: bool = True) -> SearchStepper:
+    "Block until the running action ends (for scripts and tests); re-raise its error."
+    t = self._thread
+    if t is not None: t.join(timeout)
+    if t is not None and t.is_alive(): raise TimeoutError(f'the step did not finish within {timeout} s')
+    if raise_errors and self.error is not None: raise self.error
+    return self
 
-    def _set_buttons(self) -> None:
-        for b in self.buttons: b.disabled = self.busy
-        if not self.busy and self.done:
-            for b in (self.step_button, self.manual_button, self.finish_button): b.disabled = True
-        for d, on in zip(self.dropdowns, self._active()): d.disabled = self.busy or self.done or not on
-        self.mode.disabled = self.busy
+@patch
+def _set_buttons(self: SearchStepper) -> None:
+    for b in self.buttons: b.disabled = self.busy
+    if not self.busy and self.done:
+        for b in (self.step_button, self.manual_button, self.finish_button): b.disabled = True
+    for d, on in zip(self.dropdowns, self._active()): d.disabled = self.busy or self.done or not on
+    self.mode.disabled = self.busy
 
-    def _on_progress(self, fraction: float, phase: str) -> None:
-        now = time.perf_counter()
-        if fraction not in (0.0, 1.0) and now - self._last_progress < 0.1: return   # at most ten updates a second
-        self._last_progress = now
-        self.progress.value, self.progress.description = float(fraction), phase
+@patch
+def _on_progress(self: SearchStepper, fraction: float, phase: str) -> None:
+    now = time.perf_counter()
+    if fraction not in (0.0, 1.0) and now - self._last_progress < 0.1: return   # at most ten updates a second
+    self._last_progress = now
+    self.progress.value, self.progress.description = float(fraction), phase
 
-    def _on_mode(self, change) -> None:
-        if self.busy: return
-        self.explore = bool(change['new'])
-        self._propose(); self._render_controls(); self._render_beliefs()
+@patch
+def _on_mode(self: SearchStepper, change) -> None:
+    if self.busy: return
+    self.explore = bool(change['new'])
+    self._propose(); self._render_controls(); self._render_beliefs()
 
-    # ---- public, scriptable versions of the buttons ----
-    def step(self, action: Sequence[int] | None = None, wait: bool = True) -> SearchStepper:
-        "Take the agent's action (or `action`, one int per head) as the buttons do."
-        self._run(self._steps, 1, None if action is None else [int(a) for a in action])
-        return self.wait() if wait else self
+# %% ../nbs/12_widgets.ipynb #6dd7aef6
+@patch
+def step(self: SearchStepper, action: Sequence[int] | None = None, wait: bool = True) -> SearchStepper:
+    "Take the agent's action (or `action`, one int per head) as the buttons do."
+    self._run(self._steps, 1, None if action is None else [int(a) for a in action])
+    return self.wait() if wait else self
 
-    def finish(self, wait: bool = True) -> SearchStepper:
-        "Let the agent build the rest of the trajectory, as the Finish button does."
-        self._run(self._steps, None); return self.wait() if wait else self
+@patch
+def finish(self: SearchStepper, wait: bool = True) -> SearchStepper:
+    "Let the agent build the rest of the trajectory, as the Finish button does."
+    self._run(self._steps, None); return self.wait() if wait else self
 
-    def reset(self, wait: bool = True) -> SearchStepper:
-        "Start the next trajectory with a fresh GAN, as the Reset button does."
-        self._run(self._reset); return self.wait() if wait else self
+@patch
+def reset(self: SearchStepper, wait: bool = True) -> SearchStepper:
+    "Start the next trajectory with a fresh GAN, as the Reset button does."
+    self._run(self._reset); return self.wait() if wait else self
 
-    def manual_action(self) -> list[int]:
-        "The cell set in the dropdowns, as a discrete action."
-        return [int(d.value) for d in self.dropdowns]
+@patch
+def manual_action(self: SearchStepper) -> list[int]:
+    "The cell set in the dropdowns, as a discrete action."
+    return [int(d.value) for d in self.dropdowns]
 
-    # ---- the MDP ----
-    @property
-    def depth(self) -> int: return int(round(float(self.obs[0]))) if self.obs is not None else 0
+# %% ../nbs/12_widgets.ipynb #2be57da1
+@patch(as_prop=True)
+def depth(self: SearchStepper) -> int: return int(round(float(self.obs[0]))) if self.obs is not None else 0
 
-    def _active(self) -> list[bool]:
-        return active_heads(min(self.depth, self.n_cells - 1), self.n_cells)
+@patch
+def _active(self: SearchStepper) -> list[bool]:
+    return active_heads(min(self.depth, self.n_cells - 1), self.n_cells)
 
-    def _reset(self) -> None:
-        self.trajectory += 1
-        self.progress.description, self.progress.value = 'evaluating the stem', 0.
-        self.obs, info = self.env.reset(seed=trajectory_seed(self.seed, self.trajectory))
-        self.agent.begin_trajectory()
-        self.done = False
-        self.points.append(dict(trajectory=self.trajectory, stage=0, **{'is': float(info['is'])}, fid=float(info['fid']), reward=None))
-        self.states = [self.obs[3:].copy()]
-        self.progress.description, self.progress.value = 'ready', 1.
+@patch
+def _reset(self: SearchStepper) -> None:
+    self.trajectory += 1
+    self.progress.description, self.progress.value = 'evaluating the stem', 0.
+    self.obs, info = self.env.reset(seed=trajectory_seed(self.seed, self.trajectory))
+    self.agent.begin_trajectory()
+    self.done, self._trajectory_records = False, []
+    self.points.append(dict(trajectory=self.trajectory, stage=0, **{'is': float(info['is'])}, fid=float(info['fid']), reward=None))
+    self.states = [self.obs[3:].copy()]
+    self.progress.description, self.progress.value = 'ready', 1.
+    self._propose(); self._render()
+
+@patch
+def _propose(self: SearchStepper) -> None:
+    "What the agent will do at this state (from a copy, so the real agent's random numbers are drawn once) and its beliefs."
+    if self.done: return
+    action = copy.deepcopy(self.agent).act(self.obs, self.explore)
+    if getattr(self.agent, 'action_kind', 'discrete') == 'continuous':
+        action = decode_logits(action, action_head_sizes(self.n_cells))
+    self.proposal = [int(a) for a in action]
+    values = self.agent.option_values(self.obs) if hasattr(self.agent, 'option_values') else None
+    self.beliefs = dict(depth=self.depth, values=values, chosen=self.proposal, explore=self.explore)
+
+@patch
+def _steps(self: SearchStepper, n: int | None, action: list[int] | None = None) -> None:
+    "Take `n` steps (None: until the trajectory ends); `action` overrides the agent's first one."
+    if self.done: raise RuntimeError('the trajectory has ended: press Reset to start the next one')
+    while not self.done and (n is None or n > 0):
+        manual = action is not None and action != self.proposal
+        if not manual: action = None     # the dropdowns hold the agent's own choice: let it act (its true sample)
+        record, self.obs, self.done = take_step(self.env, self.agent, self.obs, self.explore, action=action)
+        info = self.observer.last_info
+        record.update(trajectory=self.trajectory, manual=manual)
+        self._trajectory_records.append(record)
+        if self.done: end_trajectory(self.env, self.agent, self._trajectory_records)
+        self.history.append(record)
+        self.points.append(dict(trajectory=self.trajectory, stage=self.depth, **{'is': float(info['is'])},
+                                fid=float(info['fid']), reward=float(record['reward']), manual=manual))
+        self.states.append(self.obs[3:].copy())
         self._propose(); self._render()
+        action, n = None, None if n is None else n - 1
 
-    def _propose(self) -> None:
-        "What the agent will do at this state (from a copy, so the real agent's random numbers are drawn once) and its beliefs."
-        if self.done: return
-        action = copy.deepcopy(self.agent).act(self.obs, self.explore)
-        if getattr(self.agent, 'action_kind', 'discrete') == 'continuous':
-            action = decode_logits(action, [len(o) for _, o in head_options(self.n_cells)])
-        self.proposal = [int(a) for a in action]
-        values = self.agent.option_values(self.obs) if hasattr(self.agent, 'option_values') else None
-        self.beliefs = dict(depth=self.depth, values=values, chosen=self.proposal, explore=self.explore)
+# %% ../nbs/12_widgets.ipynb #0267e2ce
+@patch
+def _render(self: SearchStepper) -> None:
+    self._render_controls(); self._render_trajectory(); self._render_images()
+    self.state_image.value = figure_png(state_figure(self.states, ['stem'] + [f'cell {i + 1}' for i in range(len(self.states) - 1)]))
+    self.metrics_image.value = figure_png(metrics_figure(self.points, self.n_cells))
+    self._render_beliefs(); self._render_history()
 
-    def _steps(self, n: int | None, action: list[int] | None = None) -> None:
-        "Take `n` steps (None: until the trajectory ends); `action` overrides the agent's first one."
-        if self.done: raise RuntimeError('the trajectory has ended: press Reset to start the next one')
-        while not self.done and (n is None or n > 0):
-            manual = action is not None and action != self.proposal
-            if not manual: action = None     # the dropdowns hold the agent's own choice: let it act (its true sample)
-            record, self.obs, self.done = take_step(self.env, self.agent, self.obs, self.explore, action=action)
-            info = self.observer.last_info
-            record.update(trajectory=self.trajectory, manual=manual)
-            for k in ('regret', 'true_score'):
-                if k in info: record[k] = float(info[k])
-            if self.done:
-                record['score'] = float(info['is']) - self.alpha * float(info['fid'])
-                record.update({f'trajectory_{k}': v for k, v in self.agent.update_after_trajectory().items()})
-            self.history.append(record)
-            self.points.append(dict(trajectory=self.trajectory, stage=self.depth, **{'is': float(info['is'])},
-                                    fid=float(info['fid']), reward=float(record['reward']), manual=manual))
-            self.states.append(self.obs[3:].copy())
-            self._propose(); self._render()
-            action, n = None, None if n is None else n - 1
+@patch
+def _render_controls(self: SearchStepper) -> None:
+    t = self.depth
+    if self.done:
+        last = self.history[-1] if self.history else {}
+        extra = f", regret {last['regret']:.3f}" if 'regret' in last else ''
+        self.status.value = (f'<b>trajectory {self.trajectory} finished</b>: score IS - {self.alpha:g} FID = '
+                             f"{last.get('score', float('nan')):.3f}{extra}. Press Reset for the next trajectory.")
+    else:
+        r0, r1 = self.bottom_width * 2 ** t, self.bottom_width * 2 ** (t + 1)
+        who = 'samples' if self.explore else 'takes its greedy action'
+        self.status.value = (f'<b>trajectory {self.trajectory}</b>, {t} of {self.n_cells} cells built; next: cell {t + 1}, '
+                             f'stage resolution {r0}x{r0} &rarr; {r1}x{r1} px. The agent {who}; its choice is in the dropdowns.')
+        for d, a in zip(self.dropdowns, self.proposal): d.value = a
+    self._set_buttons()
 
-    # ---- drawing ----
-    def _render(self) -> None:
-        self._render_controls(); self._render_trajectory(); self._render_images()
-        self.state_image.value = figure_png(state_figure(self.states, ['stem'] + [f'cell {i + 1}' for i in range(len(self.states) - 1)]))
-        self.metrics_image.value = figure_png(metrics_figure(self.points, self.n_cells))
-        self._render_beliefs(); self._render_history()
+@patch
+def _render_trajectory(self: SearchStepper) -> None:
+    vec = self.observer.last_info.get('arch') or []
+    arch = arch_from_vector(vec) if vec else Architecture(())
+    self.diagram.value = arch_diagram_svg(arch, self.n_cells, self.bottom_width)
+    lines = ''.join(f'<li>{html.escape(line.split(": ", 1)[1])}</li>' for line in arch.describe().splitlines())
+    self.cells_text.value = f'<ol style="margin:2px 0">{lines}</ol>' if lines else '<i>no cell yet: the stem alone</i>'
 
-    def _render_controls(self) -> None:
-        t = self.depth
-        if self.done:
-            last = self.history[-1] if self.history else {}
-            extra = f", regret {last['regret']:.3f}" if 'regret' in last else ''
-            self.status.value = (f'<b>trajectory {self.trajectory} finished</b>: score IS - {self.alpha:g} FID = '
-                                 f"{last.get('score', float('nan')):.3f}{extra}. Press Reset for the next trajectory.")
-        else:
-            r0, r1 = self.bottom_width * 2 ** t, self.bottom_width * 2 ** (t + 1)
-            who = 'samples' if self.explore else 'takes its greedy action'
-            self.status.value = (f'<b>trajectory {self.trajectory}</b>, {t} of {self.n_cells} cells built; next: cell {t + 1}, '
-                                 f'stage resolution {r0}x{r0} &rarr; {r1}x{r1} px. The agent {who}; its choice is in the dropdowns.')
-            for d, a in zip(self.dropdowns, self.proposal): d.value = a
-        self._set_buttons()
+@patch
+def _render_images(self: SearchStepper) -> None:
+    samples = self.observer.last_info.get('samples')
+    if not samples:
+        self.stage_box.children = (W.HTML('<i>The surrogate environment has no generator, so there are no images; '
+                                          'its progressive state (below) is synthetic.</i>'),)
+        return
+    scale = stage_scale(self.bottom_width * 2 ** self.n_cells)
+    boxes = []
+    for k, images in enumerate(samples):
+        r = images.shape[-1]
+        img = W.Image(value=samples_png(images, scale), format='png')
+        img.add_class('e2gan-stage-image')
+        boxes.append(W.VBox([img, W.HTML(f'<small>{"stem" if k == 0 else f"cell {k}"}: {r}x{r}</small>')],
+                            layout=W.Layout(margin='0 10px 0 0', align_items='center')))
+    self.stage_box.children = tuple(boxes)
 
-    def _render_trajectory(self) -> None:
-        vec = self.observer.last_info.get('arch') or []
-        arch = arch_from_vector(vec) if vec else Architecture(())
-        self.diagram.value = arch_diagram_svg(arch, self.n_cells, self.bottom_width)
-        lines = ''.join(f'<li>{html.escape(line.split(": ", 1)[1])}</li>' for line in arch.describe().splitlines())
-        self.cells_text.value = f'<ol style="margin:2px 0">{lines}</ol>' if lines else '<i>no cell yet: the stem alone</i>'
+@patch
+def _render_beliefs(self: SearchStepper) -> None:
+    b = self.beliefs
+    if b is None or b['values'] is None:
+        self.beliefs_note.value, self.beliefs_box.value = '<i>this agent reports no option values</i>', ''; return
+    name = getattr(self.agent, 'name', '')
+    when = 'at the last decision of the finished trajectory' if self.done else f'at the current state (choosing cell {b["depth"] + 1})'
+    self.beliefs_note.value = (f'<small>{html.escape(VALUE_LABELS.get(name, "value"))} of each option {when}, the other heads at '
+                               f"the agent's greedy choice; outlined: the agent's {'sampled' if b['explore'] else 'greedy'} choice.</small>")
+    self.beliefs_box.value = beliefs_html(b['values'], self.n_cells, active_heads(min(b['depth'], self.n_cells - 1), self.n_cells),
+                                          b['chosen'])
 
-    def _render_images(self) -> None:
-        samples = self.observer.last_info.get('samples')
-        if not samples:
-            self.stage_box.children = (W.HTML('<i>The surrogate environment has no generator, so there are no images; '
-                                              'its progressive state (below) is synthetic.</i>'),)
-            return
-        scale = stage_scale(self.bottom_width * 2 ** self.n_cells)
-        boxes = []
-        for k, images in enumerate(samples):
-            r = images.shape[-1]
-            img = W.Image(value=samples_png(images, scale), format='png')
-            img.add_class('e2gan-stage-image')
-            boxes.append(W.VBox([img, W.HTML(f'<small>{"stem" if k == 0 else f"cell {k}"}: {r}x{r}</small>')],
-                                layout=W.Layout(margin='0 10px 0 0', align_items='center')))
-        self.stage_box.children = tuple(boxes)
-
-    def _render_beliefs(self) -> None:
-        b = self.beliefs
-        if b is None or b['values'] is None:
-            self.beliefs_note.value, self.beliefs_box.value = '<i>this agent reports no option values</i>', ''; return
-        name = getattr(self.agent, 'name', '')
-        when = 'at the last decision of the finished trajectory' if self.done else f'at the current state (choosing cell {b["depth"] + 1})'
-        self.beliefs_note.value = (f'<small>{html.escape(VALUE_LABELS.get(name, "value"))} of each option {when}, the other heads at '
-                                   f"the agent's greedy choice; outlined: the agent's {'sampled' if b['explore'] else 'greedy'} choice.</small>")
-        self.beliefs_box.value = beliefs_html(b['values'], self.n_cells, active_heads(min(b['depth'], self.n_cells - 1), self.n_cells),
-                                              b['chosen'])
-
-    def _render_history(self) -> None:
-        heads = head_options(self.n_cells)
-        cols = ['traj', 'step', 'by', 'cell chosen', 'reward', 'IS', 'FID', 'seconds']
-        rows = []
-        for r in self.history[::-1][:50]:
-            chosen = list(zip(heads, r['cell_action'], active_heads(r['step'], self.n_cells)))
-            cell = ', '.join(opts[a] for (name, opts), a, on in chosen if on and not name.startswith('skip')) + ''.join(
-                f', skip from {name[10:]}' for (name, _), a, on in chosen if on and name.startswith('skip') and a)
-            by = 'you' if r.get('manual') else ('agent (sample)' if r['explore'] else 'agent (greedy)')
-            end = f" (score {r['score']:.3f})" if 'score' in r else ''
-            rows.append(f"<tr><td>{r['trajectory']}</td><td>{r['step'] + 1}</td><td>{by}</td><td>{html.escape(cell)}</td>"
-                        f"<td>{r['reward']:+.3f}{end}</td><td>{r['is']:.3f}</td><td>{r['fid']:.1f}</td><td>{r['seconds']:.1f}</td></tr>")
-        head = ''.join(f'<th style="text-align:left;padding-right:8px">{c}</th>' for c in cols)
-        self.history_html.value = (f'<table class="e2gan-history" style="font-size:11px"><tr>{head}</tr>{"".join(rows)}</table>'
-                                   if rows else '<i>no step yet</i>')
+@patch
+def _render_history(self: SearchStepper) -> None:
+    heads = head_options(self.n_cells)
+    cols = ['traj', 'step', 'by', 'cell chosen', 'reward', 'IS', 'FID', 'seconds']
+    rows = []
+    for r in self.history[::-1][:50]:
+        chosen = list(zip(heads, r['cell_action'], active_heads(r['step'], self.n_cells)))
+        cell = ', '.join(opts[a] for (name, opts), a, on in chosen if on and not name.startswith('skip')) + ''.join(
+            f', skip from {name[10:]}' for (name, _), a, on in chosen if on and name.startswith('skip') and a)
+        by = 'you' if r.get('manual') else ('agent (sample)' if r['explore'] else 'agent (greedy)')
+        end = f" (score {r['score']:.3f})" if 'score' in r else ''
+        rows.append(f"<tr><td>{r['trajectory']}</td><td>{r['step'] + 1}</td><td>{by}</td><td>{html.escape(cell)}</td>"
+                    f"<td>{r['reward']:+.3f}{end}</td><td>{r['is']:.3f}</td><td>{r['fid']:.1f}</td><td>{r['seconds']:.1f}</td></tr>")
+    head = ''.join(f'<th style="text-align:left;padding-right:8px">{c}</th>' for c in cols)
+    self.history_html.value = (f'<table class="e2gan-history" style="font-size:11px"><tr>{head}</tr>{"".join(rows)}</table>'
+                               if rows else '<i>no step yet</i>')

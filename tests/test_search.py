@@ -49,6 +49,7 @@ def test_quick_search_from_the_command_line_writes_consistent_outputs(tmp_path, 
     finals = [r for r in recs if r['terminated']]
     exploit = {tuple(r['arch']): r for r in finals if r['phase'] == 'exploit'}
     assert best and {tuple(b['vector']) for b in best} <= set(exploit)             # read off the exploitation phase
+    assert summary['handover'] == 'best mean observed in exploitation' and "by the rule 'best mean observed in exploitation'" in printed
     for b in best:
         assert b['description'] == arch_from_vector(b['vector']).describe()
         assert b['score'] == pytest.approx(b['is'] - summary['alpha'] * b['fid'])
@@ -74,3 +75,16 @@ def test_presets_and_overrides():
     assert search_config('quick').proxy.dataset == 'shapes'            # overrides do not leak into the preset
     with pytest.raises(ValueError, match='unknown agent'): search_config('quick', agent='ppo')
     with pytest.raises(ValueError, match='unknown preset'): search_config('huge')
+
+
+def test_the_search_and_the_benchmark_hand_over_the_same_architecture(tmp_path):
+    "run_search's best_archs.json and benchmark_agents rank the same records by the same rule, for every kind of rule."
+    from e2gan.surrogate import SurrogateEnv
+    from e2gan.bench import benchmark_agents
+    for agent in ('sac-categorical', 'random'):
+        cfg = SearchConfig(agent=agent, trajectories=20, seed=3)
+        summary = run_search(tmp_path / agent, cfg, env=SurrogateEnv(seed=3), progress=False)
+        run = benchmark_agents(lambda: SurrogateEnv(seed=3), [agent], seeds=[3], trajectories=20)[agent][0]
+        assert summary['best']['vector'] == run['arch'] and summary['handover'] == run['rule']
+        best = json.loads((tmp_path / agent / 'best_archs.json').read_text())
+        assert best[0]['vector'] == run['arch']

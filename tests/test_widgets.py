@@ -5,12 +5,12 @@ import torch
 import pytest
 import gymnasium as gym
 from PIL import Image
-from e2gan.searchspace import Architecture, arch_from_vector, cell_from_action, parse_arch
+from e2gan.searchspace import Architecture, active_heads, arch_from_vector, cell_from_action, head_options, parse_arch
 from e2gan.mdp import GanSearchEnv
 from e2gan.surrogate import SurrogateEnv
-from e2gan.baselines import make_agent
-from e2gan.widgets import (SearchStepper, StepObserver, active_heads, arch_diagram_svg, head_options, samples_png,
-                           stage_scale, tiny_shapes_config)
+from e2gan.agents import make_agent
+from e2gan.loop import run_loop
+from e2gan.widgets import SearchStepper, StepObserver, arch_diagram_svg, samples_png, stage_scale, tiny_shapes_config
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -76,7 +76,7 @@ def test_the_observer_reports_the_proxy_training_progress(gan_env):
     n = tiny_shapes_config().num_images // tiny_shapes_config().gan.d_batch   # discriminator batches of one epoch
     assert fractions == [0.0] + [round(k / n, 4) for k in range(1, n + 1)]
     assert seen[-1] == (1.0, 'done')
-    assert 'train_epoch' not in vars(env.unwrapped.trainer)   # the hook is removed after the step
+    assert env.unwrapped.progress_callback is None            # the hook is removed after the step
     assert len(env.last_info['samples']) == 2
 
 
@@ -209,13 +209,12 @@ def test_an_error_in_a_step_is_shown_and_reraised_and_the_buttons_come_back():
 @pytest.mark.parametrize('name', ['sac', 'reinforce'])
 def test_stepping_by_hand_replays_the_batch_search_exactly(name):
     "Same environment, agent and seeds: the widget's trajectories are the batch search's, step for step."
-    from e2gan.baselines import run_search_on
     s = SearchStepper.for_surrogate(agent=name, seed=2).wait()
     for _ in range(3):
         s.finish_button.click(); s.wait(); s.reset_button.click(); s.wait()
     env = SurrogateEnv(seed=2)
-    batch = run_search_on(env, make_agent(name, env.observation_space, env.action_space, seed=2), trajectories=3,
-                          explore_fraction=1.0, seed=2)
+    batch = run_loop(env, make_agent(name, env.observation_space, env.action_space, seed=2), trajectories=3,
+                     explore_fraction=1.0, seed=2)
     mine = [(r['trajectory'], r['step'], r['cell_action'], r['reward']) for r in s.history]
     assert mine == [(r['trajectory'], r['step'], r['cell_action'], r['reward']) for r in batch]
 
