@@ -9,7 +9,7 @@ NOTEBOOKS = sorted(p.name for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
 def test_notebook_runs(name):
-    env = dict(os.environ, MPLBACKEND='Agg', E2GAN_NOTEBOOK_TEST='1')
+    env = dict(os.environ, MPLBACKEND='Agg')
     code = ('import sys; from pathlib import Path; from nbdev.test import test_nb; '
             "ok, _ = test_nb(Path(sys.argv[1]), skip_flags=['notest', 'slow'], do_print=True); sys.exit(0 if ok else 1)")
     res = subprocess.run([sys.executable, '-c', code, str(NBS / name)],
