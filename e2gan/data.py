@@ -10,6 +10,7 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 # %% auto #0
@@ -90,30 +91,35 @@ class ImageDataset:
         if size not in self._stages: self._stages[size] = resize_images(self.images, size)
         return self._stages[size]
 
-    def _select(self, idx: torch.Tensor) -> ImageDataset:
-        labels = None if self.labels is None else self.labels[idx.to(self.labels.device)]
-        return ImageDataset(self.name, self.images[idx.to(self.device)], labels, self.class_names, self.source)
+# %% ../nbs/03_data.ipynb #62af1b77
+@patch
+def _select(self: ImageDataset, idx: torch.Tensor) -> ImageDataset:
+    labels = None if self.labels is None else self.labels[idx.to(self.labels.device)]
+    return ImageDataset(self.name, self.images[idx.to(self.device)], labels, self.class_names, self.source)
 
-    def subset(self, n: int, seed: int = 0) -> ImageDataset:
-        "A random subset of `n` images (the same for the same seed; original order kept)."
-        if not 1 <= n <= len(self): raise ValueError(f'subset size must be in 1..{len(self)}, got {n}')
-        return self._select(_permutation(len(self), seed)[:n].sort().values)
+@patch
+def subset(self: ImageDataset, n: int, seed: int = 0) -> ImageDataset:
+    "A random subset of `n` images (the same for the same seed; original order kept)."
+    if not 1 <= n <= len(self): raise ValueError(f'subset size must be in 1..{len(self)}, got {n}')
+    return self._select(_permutation(len(self), seed)[:n].sort().values)
 
-    def split(self, holdout: float | int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
-        "Split into (train, held-out): `holdout` is a fraction in (0, 1) or a number of images."
-        n_hold = round(holdout * len(self)) if isinstance(holdout, float) else holdout
-        if isinstance(holdout, float) and not 0 < holdout < 1 or not 1 <= n_hold < len(self):
-            raise ValueError(f'holdout must be a fraction in (0, 1) or a count in 1..{len(self) - 1} '
-                             f'leaving both parts non-empty, got {holdout!r} for {len(self)} images')
-        perm = _permutation(len(self), seed)
-        return self._select(perm[n_hold:].sort().values), self._select(perm[:n_hold].sort().values)
+@patch
+def split(self: ImageDataset, holdout: float | int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    "Split into (train, held-out): `holdout` is a fraction in (0, 1) or a number of images."
+    n_hold = round(holdout * len(self)) if isinstance(holdout, float) else holdout
+    if isinstance(holdout, float) and not 0 < holdout < 1 or not 1 <= n_hold < len(self):
+        raise ValueError(f'holdout must be a fraction in (0, 1) or a count in 1..{len(self) - 1} '
+                         f'leaving both parts non-empty, got {holdout!r} for {len(self)} images')
+    perm = _permutation(len(self), seed)
+    return self._select(perm[n_hold:].sort().values), self._select(perm[:n_hold].sort().values)
 
-    def to(self, device: str | torch.device) -> ImageDataset:
-        "The same data set on `device` (stage copies already computed move along)."
-        moved = ImageDataset(self.name, self.images.to(device), None if self.labels is None else self.labels.to(device),
-                             self.class_names, self.source)
-        moved._stages = {s: t.to(device) for s, t in self._stages.items()}
-        return moved
+@patch
+def to(self: ImageDataset, device: str | torch.device) -> ImageDataset:
+    "The same data set on `device` (stage copies already computed move along)."
+    moved = ImageDataset(self.name, self.images.to(device), None if self.labels is None else self.labels.to(device),
+                         self.class_names, self.source)
+    moved._stages = {s: t.to(device) for s, t in self._stages.items()}
+    return moved
 
 # %% ../nbs/03_data.ipynb #433e28fb
 def sample_batches(images: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
@@ -162,6 +168,7 @@ def _unit_shape(shape: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.minimum(lobes, _polygon(x, y - .12, 3, .83, phase=-math.pi / 2))
     raise ValueError(f'unknown shape {shape!r}')
 
+# %% ../nbs/03_data.ipynb #dd830481
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     "Hue in degrees, saturation and value in [0, 1] -> RGB in [0, 1] along a new last axis."
     k = torch.stack([(5 + h / 60) % 6, (3 + h / 60) % 6, (1 + h / 60) % 6], -1)
@@ -175,6 +182,7 @@ def _draw_shape_params(n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
                 sat=.7 + .3 * rand(), val=.7 + .3 * rand(), radius=.32 + .28 * rand(), cx=rand() * 2 - 1,
                 cy=rand() * 2 - 1, theta=(rand() - .5) * (math.pi / 3))
 
+# %% ../nbs/03_data.ipynb #11e672fd
 def _render_shapes(labels: torch.Tensor, size: int, p: dict[str, torch.Tensor]) -> torch.Tensor:
     "Draw one image per label (uint8, N x 3 x size x size) from the parameters `p`."
     n = len(labels)
@@ -202,6 +210,7 @@ def _render_shapes(labels: torch.Tensor, size: int, p: dict[str, torch.Tensor]) 
     images = background * (1 - alpha) + colour * shading * alpha
     return (images.clamp(0, 1) * 255).round().to(torch.uint8)
 
+# %% ../nbs/03_data.ipynb #93e13582
 _SPLIT_STREAMS = {'train': 0, 'test': 1}
 
 def make_shapes(n: int, seed: int = 0, size: int = 32, split: str = 'train') -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,6 +337,7 @@ def _random_rows(n_total: int, num_images: int | None, seed: int) -> torch.Tenso
     if num_images < 1: raise ValueError(f'num_images must be >= 1, got {num_images}')
     return _permutation(n_total, seed)[:num_images].sort().values
 
+# %% ../nbs/03_data.ipynb #8eaac8d0
 def _load_fashion_mnist(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     prefix = 'train' if split == 'train' else 't10k'
     dirs = [root / 'fashion-mnist', root / 'FashionMNIST' / 'raw', FASHION_MNIST_SYSTEM_DIR]
@@ -345,6 +355,7 @@ def _load_fashion_mnist(root: Path, split: str, download: bool) -> tuple[torch.T
     if len(images) != len(labels): raise DataError(f'{found[0]} holds {len(images)} images but {found[1]} {len(labels)} labels')
     return images[:, None], labels.long()
 
+# %% ../nbs/03_data.ipynb #0d9599b6
 def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 'train', size: int | None = None,
                  download: bool = True, num_images: int | None = None, seed: int = 0, **kwargs) -> ImageDataset:
     "Load data set `name` (one of `DATASETS`) into memory as an `ImageDataset` of `size` x `size` uint8 images."
