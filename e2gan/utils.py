@@ -12,7 +12,7 @@ import torch
 # %% auto #0
 __all__ = ['THREADS_ENV', 'CUBLAS_WORKSPACE', 'default_device', 'seed_everything', 'derived_seed', 'get_rng_states',
            'set_rng_states', 'generator_state', 'restore_generator', 'default_threads', 'configure_threads',
-           'set_deterministic', 'CheckpointError', 'save_atomic', 'load_checkpoint']
+           'set_deterministic', 'restore_determinism', 'CheckpointError', 'save_atomic', 'load_checkpoint']
 
 # %% ../nbs/00_utils.ipynb #9ac864f0
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -142,6 +142,13 @@ def set_deterministic(enabled: bool = True) -> dict:
     else:
         torch.use_deterministic_algorithms(False); cudnn.deterministic = False
     return before
+
+def restore_determinism(settings: dict) -> None:
+    "Put back the settings `set_deterministic` returned."
+    torch.use_deterministic_algorithms(settings['algorithms'], warn_only=settings['warn_only'])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = settings['cudnn_deterministic'], settings['cudnn_benchmark']
+    if settings['cublas_workspace_config'] is None: os.environ.pop('CUBLAS_WORKSPACE_CONFIG', None)
+    else: os.environ['CUBLAS_WORKSPACE_CONFIG'] = settings['cublas_workspace_config']
 
 # %% ../nbs/00_utils.ipynb #14930ea9
 class CheckpointError(RuntimeError):

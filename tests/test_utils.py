@@ -43,8 +43,8 @@ def test_bad_checkpoints_raise_checkpoint_errors_naming_the_file(tmp_path):
 import warnings
 from unittest import mock
 import e2gan.utils as U
-from e2gan.utils import (configure_threads, default_threads, derived_seed, generator_state, restore_generator,
-                         set_deterministic)
+from e2gan.utils import (configure_threads, default_threads, derived_seed, generator_state, restore_determinism,
+                         restore_generator, set_deterministic)
 
 
 class FakeCuda:
@@ -177,3 +177,7 @@ def test_set_deterministic_sets_and_clears_the_flags(monkeypatch):
         assert cudnn.deterministic and not cudnn.benchmark and os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':4096:8'
     finally: set_deterministic(False)
     assert not torch.are_deterministic_algorithms_enabled() and not cudnn.deterministic
+    cudnn.benchmark = True; monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG')
+    restore_determinism(set_deterministic(True))                        # back to exactly what it was
+    assert not torch.are_deterministic_algorithms_enabled() and not cudnn.deterministic and cudnn.benchmark
+    assert 'CUBLAS_WORKSPACE_CONFIG' not in os.environ
