@@ -4,7 +4,9 @@
 
 # %% ../nbs/04_metrics.ipynb #60ce8177
 from __future__ import annotations
-import hashlib, io, json, math, os, re, time, urllib.error, urllib.request, warnings
+import hashlib, http.client, io, json, math, os, re, time, urllib.error, urllib.request, warnings
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -14,19 +16,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torch_fidelity.utils import create_feature_extractor
-from .utils import CheckpointError, default_device, load_checkpoint, save_atomic
+from .utils import CheckpointError, default_device, default_threads, load_checkpoint, save_atomic
 from .data import ImageDataset, load_dataset, to_float, to_uint8
 
 # %% auto #0
 __all__ = ['INCEPTION_ENV', 'INCEPTION_URL', 'INCEPTION_FEATURES', 'CLASSIFIER_EXTRACTOR', 'CLASSIFIER_FEATURES',
            'CLASSIFIER_VERSION', 'BACKENDS', 'NonFiniteImagesError', 'inception_score', 'feature_statistics',
-           'frechet_distance', 'match_channels', 'InceptionWeightsError', 'inception_weights_path', 'load_inception',
-           'Classifier', 'train_classifier', 'default_cache_dir', 'classifier_for', 'FeatureExtractorClassifier',
-           'Scores', 'Evaluator', 'benchmark_reward']
+           'FrechetReference', 'frechet_distance', 'match_channels', 'InceptionWeightsError', 'inception_weights_path',
+           'load_inception', 'Classifier', 'train_classifier', 'default_cache_dir', 'classifier_for',
+           'FeatureExtractorClassifier', 'Scores', 'tf32_disabled', 'Evaluator', 'benchmark_reward']
 
 # %% ../nbs/04_metrics.ipynb #03ee2780
 class NonFiniteImagesError(ValueError):
@@ -50,26 +51,87 @@ def inception_score(logits_or_probs, splits: int = 10, probs: bool | None = None
     return out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]
 
 # %% ../nbs/04_metrics.ipynb #1823cec8
-def _as_f64(x, name: str) -> np.ndarray:
-    a = (x.detach().to('cpu', torch.float64).numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64))
-    if not np.isfinite(a).all(): raise ValueError(f'{name} contains NaN or infinity')
-    return a
+def _f64(x, name: str, device=None) -> torch.Tensor:
+    "`x` as a float64 tensor on `device` (default: its own for a tensor, else the CPU), checked finite."
+    t = x.detach() if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    t = t.to(t.device if device is None else device, torch.float64)
+    if not torch.isfinite(t).all(): raise ValueError(f'{name} contains NaN or infinity')
+    return t
 
-def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    "Mean and covariance (float64 NumPy) of (N, D) features, for FID; N must be at least 2."
-    if features.ndim != 2: raise ValueError(f'expected (N, D) features, got shape {tuple(features.shape)}')
-    if len(features) < 2: raise ValueError(f'FID needs at least 2 images to estimate a covariance, got {len(features)}')
-    stats = fid_features_to_statistics(torch.from_numpy(_as_f64(features, 'the features')))
-    return stats['mu'], stats['sigma']
+def _statistics(features) -> tuple[torch.Tensor, torch.Tensor]:
+    "Mean and covariance (float64, on the features' device) of (N, D) features."
+    x = _f64(features, 'the features')
+    if x.ndim != 2: raise ValueError(f'expected (N, D) features, got shape {tuple(x.shape)}')
+    if len(x) < 2: raise ValueError(f'FID needs at least 2 images to estimate a covariance, got {len(x)}')
+    mu = x.mean(0); xc = x - mu
+    sigma = xc.T @ xc / (len(x) - 1)
+    return mu, (sigma + sigma.T) / 2
+
+def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    "Mean and covariance (float64 NumPy) of (N, D) features, for FID, computed on their device; N must be at least 2."
+    mu, sigma = _statistics(features)
+    return mu.cpu().numpy(), sigma.cpu().numpy()
+
+def _check_shapes(mu1, sigma1, mu2, sigma2) -> None:
+    d = mu1.shape[0] if mu1.ndim == 1 else -1
+    if mu1.ndim != 1 or tuple(mu2.shape) != (d,) or tuple(sigma1.shape) != (d, d) or tuple(sigma2.shape) != (d, d):
+        raise ValueError(f'expected means (D,) and covariances (D, D) of one D, got {tuple(mu1.shape)}, '
+                         f'{tuple(sigma1.shape)}, {tuple(mu2.shape)}, {tuple(sigma2.shape)}')
+
+def _sqrtm_psd(sigma: torch.Tensor) -> torch.Tensor:
+    "Symmetric square root of a symmetric positive semi-definite matrix (eigenvalues below 0 from rounding: 0)."
+    w, v = torch.linalg.eigh(sigma)
+    return (v * w.clamp_min(0).sqrt()) @ v.T
+
+class FrechetReference:
+    "One side of FID, factorised once: mean, covariance and the covariance's square root; `distance` to other statistics."
+    def __init__(self, mu, sigma, device=None):
+        if device is None: device = sigma.device if torch.is_tensor(sigma) else 'cpu'
+        self.mu, self.sigma = _f64(mu, 'mu', device), _f64(sigma, 'sigma', device).clone()  # a copy: safe from later edits
+        _check_shapes(self.mu, self.sigma, self.mu, self.sigma)
+        self.sqrt, self.trace = _sqrtm_psd(self.sigma), self.sigma.trace()
+
+    def distance(self, mu, sigma) -> float:
+        "FID between N(`mu`, `sigma`) and this reference (float64, on the reference's device)."
+        mu, sigma = _f64(mu, 'mu', self.mu.device), _f64(sigma, 'sigma', self.mu.device)
+        _check_shapes(self.mu, self.sigma, mu, sigma)
+        m = self.sqrt @ sigma @ self.sqrt
+        tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
+        diff = mu - self.mu
+        return float(diff @ diff + self.trace + sigma.trace() - 2 * tr_covmean)
+
+# %% ../nbs/04_metrics.ipynb #8c95083a
+_ROOTS: OrderedDict = OrderedDict()   # fingerprint -> FrechetReference: the covariances factorised last
+_SEEN: OrderedDict = OrderedDict()    # fingerprints of covariances passed but not factorised
+_CACHE_SIZE, _SEEN_SIZE = 2, 8
+
+def _fingerprint_matrix(sigma: torch.Tensor) -> tuple:
+    flat = sigma.reshape(-1)
+    return (str(sigma.device), tuple(sigma.shape), float(flat.sum()), tuple(flat[::max(1, flat.numel() // 64)].tolist()))
+
+def _cached(key: tuple, sigma: torch.Tensor) -> FrechetReference | None:
+    ref = _ROOTS.get(key)
+    if ref is None or not torch.equal(ref.sigma, sigma): return None
+    _ROOTS.move_to_end(key)
+    return ref
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     "Fréchet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2): FID, given feature statistics."
-    mu1, mu2 = _as_f64(mu1, 'mu1'), _as_f64(mu2, 'mu2')
-    sigma1, sigma2 = _as_f64(sigma1, 'sigma1'), _as_f64(sigma2, 'sigma2')
-    d = mu1.shape[0] if mu1.ndim == 1 else -1
-    if mu1.ndim != 1 or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
-        raise ValueError(f'expected means (D,) and covariances (D, D) of one D, got {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}')
-    return fid_statistics_to_metric({'mu': mu1, 'sigma': sigma1}, {'mu': mu2, 'sigma': sigma2}, verbose=False)[KEY_METRIC_FID]
+    arrays = (mu1, sigma1, mu2, sigma2)
+    device = next((x.device for x in arrays if torch.is_tensor(x) and x.device.type != 'cpu'), torch.device('cpu'))
+    mu1, sigma1, mu2, sigma2 = (_f64(x, n, device) for x, n in zip(arrays, ('mu1', 'sigma1', 'mu2', 'sigma2')))
+    _check_shapes(mu1, sigma1, mu2, sigma2)
+    k1, k2 = _fingerprint_matrix(sigma1), _fingerprint_matrix(sigma2)
+    if (ref := _cached(k2, sigma2)) is not None: return ref.distance(mu1, sigma1)
+    if (ref := _cached(k1, sigma1)) is not None: return ref.distance(mu2, sigma2)
+    first = k1 in _SEEN and k2 not in _SEEN            # the first argument came back: it is the reference
+    key, ref = (k1, FrechetReference(mu1, sigma1)) if first else (k2, FrechetReference(mu2, sigma2))
+    _ROOTS[key] = ref; _SEEN.pop(key, None)
+    other = k2 if first else k1
+    _SEEN[other] = None; _SEEN.move_to_end(other)
+    while len(_ROOTS) > _CACHE_SIZE: _ROOTS.popitem(last=False)
+    while len(_SEEN) > _SEEN_SIZE: _SEEN.popitem(last=False)
+    return ref.distance(mu2, sigma2) if first else ref.distance(mu1, sigma1)
 
 # %% ../nbs/04_metrics.ipynb #44f28566
 def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
@@ -89,9 +151,10 @@ class InceptionWeightsError(RuntimeError):
     "The InceptionV3 weights are missing, cannot be downloaded or are not InceptionV3 weights."
 
 def _inception_remedy() -> str:
-    return (f'To provide them, download\n  {INCEPTION_URL}\non a machine with internet access and pass the file to e2gan: '
-            f'inception_weights=PATH in Python, or the environment variable {INCEPTION_ENV}=PATH. '
-            f'Or use backend="classifier", which needs no download (its scores are not comparable with published ones).')
+    return (f'To provide them, download\n  {INCEPTION_URL}\non a machine with internet access and point e2gan at the file: '
+            f'--inception-weights PATH on the command line, the environment variable {INCEPTION_ENV}=PATH, or '
+            f'inception_weights=PATH in Python. Or use the classifier backend (--backend classifier, backend="classifier" '
+            f'in Python), which needs no download (its scores are not comparable with published ones).')
 
 def _hub_weights_file() -> Path:
     return Path(torch.hub.get_dir()) / 'checkpoints' / Path(INCEPTION_URL).name
@@ -124,7 +187,7 @@ def inception_weights_path(path: str | os.PathLike | None = None, download: bool
     if cached.is_file(): return cached
     if not download: raise InceptionWeightsError(f'no InceptionV3 weights at {cached} and download=False. ' + _inception_remedy())
     try: _download(INCEPTION_URL, cached, timeout)
-    except (OSError, urllib.error.URLError, ValueError) as e:  # no network, DNS failure, timeout, HTTP error
+    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:  # offline, DNS, timeout, HTTP, cut short
         raise InceptionWeightsError(f'the InceptionV3 weights are not on this machine ({cached}) and downloading them '
                                     f'failed ({type(e).__name__}: {e}). ' + _inception_remedy()) from e
     return cached
@@ -197,7 +260,7 @@ class _cpu_threads:
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 3, batch_size: int = 128,
                      lr: float = 1e-2, holdout: float = 0.1, max_holdout: int = 2000, seed: int = 0, device=None,
-                     cpu_threads: int | None = 1, verbose: bool = False) -> tuple[Classifier, dict]:
+                     cpu_threads: int | None = None, verbose: bool = False) -> tuple[Classifier, dict]:
     "Train a `Classifier` on uint8 `images` (N, C, H, W) and `labels`; return it (eval mode) and its training record."
     if images.dtype != torch.uint8 or images.ndim != 4: raise ValueError(f'expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}')
     if labels is None or labels.shape != (len(images),): raise ValueError('train_classifier needs one integer label per image')
@@ -210,7 +273,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     x_hold, y_hold, x, y = images[:n_hold], labels[:n_hold], images[n_hold:], labels[n_hold:]
     steps_per_epoch = len(x) // batch_size
     history, t0 = [], time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []), _cpu_threads(cpu_threads if device.type == 'cpu' else None):
+    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []), _cpu_threads((cpu_threads or default_threads()) if device.type == 'cpu' else None):
         torch.manual_seed(seed)
         net = Classifier(images.shape[1], num_classes).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -323,11 +386,12 @@ class Scores:
     backend: str
     num_images: int
     reference: str = ''
+    tf32: bool = False                # TensorFloat-32 allowed in feature extraction (CUDA convolutions, matmuls)
 
     @property
     def comparable_with_published(self) -> bool:
         "True only for the official InceptionV3 weights: the numbers papers report."
-        return self.backend == 'inception'
+        return self.backend == 'inception' and not self.tf32
 
     def as_dict(self) -> dict: return {**asdict(self), 'comparable_with_published': self.comparable_with_published}
 
@@ -336,6 +400,25 @@ class Scores:
         note = '' if self.comparable_with_published else ', not comparable with published Inception scores'
         return (f'Scores(IS {self.is_mean:.4g} ± {self.is_std:.2g}, FID {fid}, {self.num_images} images vs {self.reference}; '
                 f'backend {self.backend!r}{note})')
+
+# %% ../nbs/04_metrics.ipynb #84894bb8
+@contextmanager
+def tf32_disabled():
+    "Run a block with TF32 off for cuDNN and CUDA matrix products (full float32); restore the previous settings after."
+    b = torch.backends
+    try: before = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+    except RuntimeError: before = None  # the flags were set with the newer fp32_precision API: use that one
+    if before is not None:
+        b.cudnn.allow_tf32 = b.cuda.matmul.allow_tf32 = False
+        try: yield
+        finally: b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = before
+        return
+    knobs = [b.cudnn.conv, b.cudnn.rnn, b.cuda.matmul]
+    saved = [k.fp32_precision for k in knobs]
+    for k in knobs: k.fp32_precision = 'ieee'
+    try: yield
+    finally:
+        for k, v in zip(knobs, saved): k.fp32_precision = v
 
 # %% ../nbs/04_metrics.ipynb #dd08094e
 class Evaluator:
@@ -370,6 +453,7 @@ class Evaluator:
             self.backend, self.extractor_id = ('inception' if official else 'inception (custom weights)'), dict(sha256=sha)
         self._noise: dict[int, torch.Tensor] = {}
         self._reference_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self._fid_reference: FrechetReference | None = None
 
     def __repr__(self) -> str:
         return (f'Evaluator({self.reference.name}/{self.reference_split} at {self.resolution}px, backend {self.backend!r}, '
@@ -388,7 +472,7 @@ class Evaluator:
     def _extract(self, batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         "Logits and features of batches of images (float in [-1, 1] or uint8), and a device flag: any non-finite pixel."
         logits, feats, bad = [], [], torch.zeros((), dtype=torch.bool, device=self.device)
-        with torch.no_grad():
+        with torch.no_grad(), tf32_disabled():
             for x in batches:
                 if x.ndim != 4 or tuple(x.shape[-2:]) != (self.resolution, self.resolution):
                     raise ValueError(f'expected images (N, C, {self.resolution}, {self.resolution}), got {tuple(x.shape)}')
@@ -423,6 +507,12 @@ class Evaluator:
         "Mean and covariance of the reference features: computed once, cached in memory and on disk."
         if self._reference_stats is None: self._reference_stats = self._load_or_compute_reference_stats()
         return self._reference_stats
+
+    @property
+    def fid_reference(self) -> FrechetReference:
+        "The reference statistics factorised for FID, once, on the evaluator's device."
+        if self._fid_reference is None: self._fid_reference = FrechetReference(*self.reference_stats, device=self.device)
+        return self._fid_reference
 
     def _load_or_compute_reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
         images = self.reference.at_resolution(self.resolution)
@@ -459,8 +549,8 @@ class Evaluator:
         fid = None
         if feats is not None:
             if n < 2: raise ValueError(f'FID needs at least 2 images, got {n}')
-            fid = frechet_distance(*feature_statistics(feats), *self.reference_stats)
-        return Scores(is_mean, is_std, fid, self.backend, n, self.reference_label)
+            fid = self.fid_reference.distance(*_statistics(feats))   # on the features' device
+        return Scores(is_mean, is_std, fid, self.backend, n, self.reference_label, tf32=False)
 
     def __call__(self, source: nn.Module | torch.Tensor, fid: bool = True) -> Scores:
         "Score a generator (on the fixed noise, in eval mode, without gradients) or an image tensor."

@@ -4,13 +4,13 @@
 
 # %% ../nbs/11_retrain.ipynb #b9d45d9f
 from __future__ import annotations
-import dataclasses, json, math, os, tempfile, time
+import dataclasses, json, math, os, tempfile, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
-from .utils import (CheckpointError, default_device, get_rng_states, load_checkpoint, save_atomic,
-                         seed_everything, set_rng_states)
+from .utils import (CheckpointError, default_device, get_rng_states, load_checkpoint, restore_determinism,
+                         save_atomic, seed_everything, set_deterministic, set_rng_states)
 from .searchspace import ARCH_PRESETS, parse_arch
 from .models import Generator, Discriminator, count_parameters
 from .data import DATASETS, DEFAULT_SIZES, ImageDataset, load_dataset, to_float, to_uint8, image_grid
@@ -55,6 +55,7 @@ class RetrainConfig:
     device: str | None = None
     cache_dir: str | None = None          # classifier and reference statistics cache (default $E2GAN_CACHE or ~/.cache/e2gan)
     inception_weights: str | None = None
+    deterministic: bool = False           # deterministic GPU algorithms where PyTorch has them (slower; see utils)
 
     def __post_init__(self):
         if isinstance(self.gan, dict): self.gan = _gan_config_from_dict(self.gan)
@@ -209,17 +210,24 @@ def save_png(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Pa
 
 # %% ../nbs/11_retrain.ipynb #1792a048
 _REQUIRED = ('kind', 'config', 'epoch', 'trainer', 'rng_states', 'channels')
+_SEARCH_KEYS = ('agent', 'next_trajectory')
+_EXPECTED = 'a retraining checkpoint (best.pt or last.pt, written by `e2gan train`)'
 
 def load_run_checkpoint(path: str | os.PathLike) -> dict:
-    "A retraining checkpoint, checked: its kind, its keys and its config."
-    ck = load_checkpoint(path, required=_REQUIRED)
-    if ck['kind'] != CHECKPOINT_KIND: raise CheckpointError(f'{path} is a {ck["kind"]!r} file, not a retraining checkpoint')
+    "A retraining checkpoint, checked: its kind, its keys and its config; anything else is a `CheckpointError` saying what it is."
+    ck = load_checkpoint(path)
+    if any(k in ck for k in _SEARCH_KEYS):
+        raise CheckpointError(f'{path} is a search checkpoint (written by `e2gan search`), not {_EXPECTED}. To train the '
+                              f'architectures a search found, run `e2gan train --from-search DIR` on the search folder')
+    missing = [k for k in _REQUIRED if k not in ck]
+    if missing: raise CheckpointError(f'{path} lacks {", ".join(missing)}: e2gan expects {_EXPECTED} here')
+    if ck['kind'] != CHECKPOINT_KIND: raise CheckpointError(f'{path} is a {ck["kind"]!r} file, not {_EXPECTED}')
     try: ck['config'] = RetrainConfig.from_dict(ck['config'])
     except (TypeError, ValueError) as e: raise CheckpointError(f'{path} holds an invalid config ({e})') from e
     return ck
 
-def _load_into(module_or_trainer, state: dict, path) -> None:
-    try: module_or_trainer.load_state_dict(state)
+def _load_into(module_or_trainer, state: dict, path):
+    try: return module_or_trainer.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f'{path} does not fit the model its config describes ({str(e).splitlines()[0]})') from e
 
@@ -235,7 +243,8 @@ def load_generator(checkpoint: str | os.PathLike | dict, use_ema: bool = True, d
     return G.to(default_device(device)).eval().requires_grad_(False)
 
 # %% ../nbs/11_retrain.ipynb #52f688fc
-_MAY_CHANGE_ON_RESUME = {'epochs', 'eval_every', 'device', 'data_root', 'data_path', 'cache_dir', 'inception_weights'}
+_MAY_CHANGE_ON_RESUME = {'epochs', 'eval_every', 'device', 'data_root', 'data_path', 'cache_dir', 'inception_weights',
+                         'deterministic'}
 
 def _check_resumable(stored: RetrainConfig, given: RetrainConfig, path) -> None:
     a, b = stored.to_dict(), given.to_dict()
@@ -257,11 +266,19 @@ def _rewind_metrics(path: Path, epoch: int) -> None:
     lines = [l for l in path.read_text().splitlines() if l.strip() and keep(l)]
     tmp = path.with_name(path.name + '.tmp'); tmp.write_text(''.join(l + '\n' for l in lines)); os.replace(tmp, path)
 
+def _untrained_warning(untrained: dict | None, best: dict | None, by: str) -> str | None:
+    "A warning when the untrained generator (epoch 0) scored better than every trained epoch so far."
+    if untrained is None or best is None or not _is_better(untrained, best, by): return None
+    what = f'FID {untrained["fid"]:.4g} vs {best["fid"]:.4g}' if by == 'fid' else f'IS {untrained["is_mean"]:.4g} vs {best["is_mean"]:.4g}'
+    return (f'the untrained generator (epoch 0, before training) scored better than every trained epoch ({what}); '
+            f'best.pt holds the best *trained* epoch, {best["epoch"]}. Train longer, or check the recipe: with few generator '
+            f'steps an EMA at decay 0.999 is still mostly the untrained weights (lower ema_decay or use ema_warmup)')
+
+# %% ../nbs/11_retrain.ipynb #fc5665b3
 def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
             stop_after_epoch: int | None = None, data: ImageDataset | None = None) -> dict:
     "Train `config`'s architecture from scratch in `out_dir` (or continue the run there); return a summary."
-    from torch.utils.tensorboard import SummaryWriter
-    out = Path(out_dir).expanduser(); last_path, best_path, metrics_path = out / 'last.pt', out / 'best.pt', out / 'metrics.jsonl'
+    out = Path(out_dir).expanduser(); last_path = out / 'last.pt'
     ck = None
     if last_path.exists():
         if not resume: raise FileExistsError(f'{out} already holds a run (last.pt): pass resume=True (--resume) to continue it, or another out_dir')
@@ -269,6 +286,17 @@ def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bo
         if config is None: config = ck['config']
         else: _check_resumable(ck['config'], config, last_path)
     elif config is None: raise ValueError(f'nothing to resume in {out} (no last.pt) and no config given')
+    before = set_deterministic(True) if config.deterministic else None
+    try: return _run(config, out, ck, progress, stop_after_epoch, data)
+    finally:
+        if before is not None: restore_determinism(before)
+
+# %% ../nbs/11_retrain.ipynb #52edba35
+def _run(config: RetrainConfig, out: Path, ck: dict | None, progress: bool, stop_after_epoch: int | None,
+         data: ImageDataset | None) -> dict:
+    "The body of `retrain`: set up (or restore) the run, then train, evaluate and checkpoint epoch by epoch."
+    from torch.utils.tensorboard import SummaryWriter
+    last_path, best_path, metrics_path = out / 'last.pt', out / 'best.pt', out / 'metrics.jsonl'
     device = default_device(config.device)
     data = data if data is not None else load_training_data(config)
     images = data.at_resolution(config.resolution).to(device)
@@ -278,27 +306,29 @@ def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bo
         steps_per_epoch = (len(images) // c.d_batch) / c.n_critic
         c = dataclasses.replace(c, lr_decay_steps=max(1, int(config.epochs * steps_per_epoch)))
     trainer = GanTrainer(G, D, c, device, generator=torch.Generator(device).manual_seed(config.seed))
-    start_epoch, best, scores = 0, None, None
+    start_epoch, best, scores, untrained, notes = 0, None, None, None, []
     if ck is not None:
-        _load_into(trainer, ck['trainer'], last_path)
-        set_rng_states(ck['rng_states'])
-        start_epoch, best, scores = ck['epoch'], ck.get('best'), ck.get('scores')
+        notes += _load_into(trainer, ck['trainer'], last_path) or []
+        notes += set_rng_states(ck['rng_states'], devices=[device])
+        start_epoch, best, scores, untrained = ck['epoch'], ck.get('best'), ck.get('scores'), ck.get('untrained')
+        if best is not None and best['epoch'] == 0: untrained, best = best, None   # older runs could keep epoch 0 as best
         _rewind_metrics(metrics_path, start_epoch)
     else:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path.unlink(missing_ok=True); best_path.unlink(missing_ok=True)
     (out / 'config.json').write_text(json.dumps(config.to_dict(), indent=2))
     evaluator, noise = None, fixed_noise(config.sample_count, config.latent_dim)
+    if config.eval_every:  # built first, so that missing Inception weights stop the run before any training
+        with torch.random.fork_rng(devices=[]): evaluator = make_evaluator(config, data, device)  # leaves the run's RNG alone
     writer = SummaryWriter(str(out / 'tensorboard'), purge_step=start_epoch + 1 if ck is not None else None)
 
     def checkpoint(epoch: int) -> dict:
         return dict(kind=CHECKPOINT_KIND, config=config.to_dict(), channels=data.channels, epoch=epoch,
-                    trainer=trainer.state_dict(), rng_states=get_rng_states(), best=best, scores=scores)
+                    trainer=trainer.state_dict(), rng_states=get_rng_states(devices=[device]), best=best, scores=scores,
+                    untrained=untrained)
 
     def evaluate(epoch: int, stats=None) -> None:
-        nonlocal evaluator, best, scores
-        if evaluator is None:
-            with torch.random.fork_rng(devices=[]): evaluator = make_evaluator(config, data, device)  # leaves the run's RNG alone
+        nonlocal best, scores, untrained
         t = time.perf_counter()
         try: s = evaluator(trainer.ema)
         except NonFiniteImagesError as e: raise TrainingDiverged(f'the EMA generator produced NaN at epoch {epoch}; last good checkpoint: {last_path}') from e
@@ -306,9 +336,11 @@ def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bo
         sample_path = save_png(samples, out / 'samples' / f'epoch_{epoch:04d}.png')
         scores = dict(epoch=epoch, is_mean=s.is_mean, is_std=s.is_std, fid=s.fid, backend=s.backend,
                       num_images=s.num_images, reference=s.reference)
-        is_best = _is_better(scores, best, config.best_by)
+        trained = epoch > 0                       # epoch 0 is the untrained generator: a baseline, never the best
+        is_best = trained and _is_better(scores, best, config.best_by)
         if is_best: best = dict(scores)
-        record = dict(scores, g_steps=trainer.g_steps, d_steps=trainer.d_steps,
+        if not trained: untrained = dict(scores)
+        record = dict(scores, before_training=not trained, g_steps=trainer.g_steps, d_steps=trainer.d_steps,
                       d_loss=stats.d_loss if stats else None, g_loss=stats.g_loss if stats else None, best=is_best,
                       sample=str(sample_path.relative_to(out)), eval_seconds=time.perf_counter() - t)
         with open(metrics_path, 'a') as f: f.write(json.dumps(record) + '\n')
@@ -316,8 +348,8 @@ def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bo
         writer.add_scalar('eval/fid', s.fid, epoch)
         writer.add_image('samples', image_grid(samples), epoch, dataformats='HWC'); writer.flush()
         if is_best: save_atomic(checkpoint(epoch), best_path)
-        if progress: tqdm.write(f'epoch {epoch}: IS {s.is_mean:.3f} ± {s.is_std:.3f}, FID {s.fid:.2f} ({s.backend})'
-                                + (' best' if is_best else ''))
+        if progress: tqdm.write(f'epoch {epoch}{" (before training)" if not trained else ""}: IS {s.is_mean:.3f} ± '
+                                f'{s.is_std:.3f}, FID {s.fid:.2f} ({s.backend})' + (' best' if is_best else ''))
 
     t_start, epoch = time.perf_counter(), start_epoch
     bar = tqdm(total=config.epochs, initial=start_epoch, desc='retrain', unit='epoch', disable=not progress)
@@ -337,10 +369,12 @@ def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bo
             if stop_after_epoch is not None and epoch >= stop_after_epoch: break
     finally:
         steps.close(); bar.close(); writer.close()
+    warning = _untrained_warning(untrained, best, config.best_by)
+    if warning: warnings.warn(warning, stacklevel=3); notes.append(warning)
     return dict(out_dir=str(out), epoch=epoch, epochs=config.epochs, finished=epoch >= config.epochs, best=best,
-                last_scores=scores, last_checkpoint=str(last_path),
-                best_checkpoint=str(best_path) if best_path.exists() else None, metrics=str(metrics_path),
-                seconds=time.perf_counter() - t_start, generator_parameters=count_parameters(G))
+                last_scores=scores, untrained=untrained, untrained_better=warning is not None, notes=notes,
+                last_checkpoint=str(last_path), best_checkpoint=str(best_path) if best_path.exists() else None,
+                metrics=str(metrics_path), seconds=time.perf_counter() - t_start, generator_parameters=count_parameters(G))
 
 # %% ../nbs/11_retrain.ipynb #87679cd8
 def evaluate_checkpoint(checkpoint: str | os.PathLike, backend: str | None = None, num_images: int | None = None,

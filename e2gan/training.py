@@ -10,7 +10,7 @@ from dataclasses import dataclass, asdict, field
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .utils import default_device
+from .utils import default_device, generator_state, restore_generator
 from .models import Generator, Discriminator
 from .data import to_float
 
@@ -32,6 +32,7 @@ class GanConfig:
     ema_warmup: bool = False     # decay min(d, (1 + n) / (10 + n)) at generator step n (off: the published fixed d)
     amp: bool = False            # bf16 autocast (CUDA only)
     channels_last: bool = False  # NHWC memory layout (CUDA only)
+    joint_d_forward: bool = True # real and fake through one D call (False: two calls, as published)
 
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     "Discriminator hinge loss: push real logits above 1 and fake ones below -1."
@@ -67,18 +68,28 @@ class GanTrainer:
         self.config = config or GanConfig()
         self.device = default_device(device)
         c = self.config
-        if c.channels_last and self.device.type == 'cuda':
-            G.to(memory_format=torch.channels_last); D.to(memory_format=torch.channels_last)
+        if self._channels_last(): G.to(memory_format=torch.channels_last); D.to(memory_format=torch.channels_last)
         self.G, self.D = G.to(self.device), D.to(self.device)
-        self.g_opt = torch.optim.Adam(G.parameters(), c.g_lr, betas=c.betas)
-        self.d_opt = torch.optim.Adam(D.parameters(), c.d_lr, betas=c.betas)
+        self.g_opt, self.d_opt = self._adam(G.parameters(), c.g_lr), self._adam(D.parameters(), c.d_lr)
+        self._d_params = [p for p in D.parameters() if p.requires_grad]
         self.ema = copy.deepcopy(G).eval().requires_grad_(False) if c.ema_decay else None
         self.rng = generator or torch.Generator(self.device).manual_seed(0)
         self.d_steps = self.g_steps = 0
 
+    def _adam(self, params, lr: float) -> torch.optim.Adam:
+        "Adam over one parameter group, stepping all tensors at once (`foreach`): a few kernels instead of one per tensor."
+        return torch.optim.Adam(list(params), lr, betas=self.config.betas, foreach=True)
+
+    def _channels_last(self) -> bool: return self.config.channels_last and self.device.type == 'cuda'
+
     def add_generator_params(self, params: list[nn.Parameter]) -> None:
-        "Give the optimizer (and the EMA) the parameters of a newly grown cell."
-        if params: self.g_opt.add_param_group(dict(params=params))
+        "Give the optimizer (and the EMA) the parameters of a newly grown cell, in the trainer's memory layout."
+        if self._channels_last():
+            for p in params:
+                if p.dim() == 4: p.data = p.data.contiguous(memory_format=torch.channels_last)
+        group = self.g_opt.param_groups[0]             # one group: Adam's state of the earlier cells is kept
+        known = {id(p) for p in group['params']}
+        group['params'].extend(p for p in params if id(p) not in known)
         if self.ema is not None: self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
 
     def _autocast(self):
@@ -103,15 +114,26 @@ class GanTrainer:
     def d_step(self, real: torch.Tensor, stage: int | None) -> torch.Tensor:
         "One discriminator step on a batch of real images (float, [-1, 1]); returns the loss (on the device)."
         with torch.no_grad(), self._autocast(): fake = self.G(self._noise(real.shape[0]))
-        with self._autocast(): loss = hinge_d_loss(self.D(real, stage), self.D(fake, stage))
+        with self._autocast():
+            if self.config.joint_d_forward:
+                both = torch.cat([real, fake.to(real.dtype)])
+                if self._channels_last(): both = both.contiguous(memory_format=torch.channels_last)
+                logits = self.D(both, stage)
+                loss = hinge_d_loss(logits[:len(real)], logits[len(real):])
+            else: loss = hinge_d_loss(self.D(real, stage), self.D(fake, stage))
         self.d_opt.zero_grad(set_to_none=True); loss.backward(); self.d_opt.step()
         self.d_steps += 1
         return loss.detach()
 
     def g_step(self, stage: int | None) -> torch.Tensor:
-        "One generator step on a fresh batch of noise; returns the loss (on the device)."
-        with self._autocast(): loss = hinge_g_loss(self.D(self.G(self._noise(self.config.g_batch)), stage))
-        self.g_opt.zero_grad(set_to_none=True); loss.backward(); self.g_opt.step()
+        "One generator step on a fresh batch of noise, D frozen; returns the loss (on the device)."
+        for p in self._d_params: p.requires_grad_(False)     # gradients flow through D to G, none into D's weights
+        try:
+            with self._autocast(): loss = hinge_g_loss(self.D(self.G(self._noise(self.config.g_batch)), stage))
+            self.g_opt.zero_grad(set_to_none=True); loss.backward()
+        finally:
+            for p in self._d_params: p.requires_grad_(True)
+        self.g_opt.step()
         self.g_steps += 1
         self._set_lr()
         if self.ema is not None: ema_update(self.ema, self.G, self.ema_decay())
@@ -130,7 +152,7 @@ class GanTrainer:
         g_count = 0
         for b in range(n_batches):
             real = to_float(images[order[b * c.d_batch:(b + 1) * c.d_batch]])
-            if c.channels_last and self.device.type == 'cuda': real = real.contiguous(memory_format=torch.channels_last)
+            if self._channels_last(): real = real.contiguous(memory_format=torch.channels_last)
             d_sum += self.d_step(real, stage)
             if self.d_steps % c.n_critic == 0: g_sum += self.g_step(stage); g_count += 1
             if progress is not None: progress(b + 1, n_batches)
@@ -139,14 +161,18 @@ class GanTrainer:
         return EpochStats(d_loss, g_loss, n_batches, g_count, time.perf_counter() - start, diverged)
 
     def state_dict(self) -> dict:
-        "Everything needed to continue training exactly: models, EMA, optimizers, counters, the noise RNG."
+        "Everything needed to continue training exactly: models, EMA, optimizers, counters, the noise RNG (with its device type)."
         return dict(G=self.G.state_dict(), D=self.D.state_dict(), g_opt=self.g_opt.state_dict(),
                     d_opt=self.d_opt.state_dict(), ema=self.ema.state_dict() if self.ema is not None else None,
-                    d_steps=self.d_steps, g_steps=self.g_steps, rng=self.rng.get_state())
+                    d_steps=self.d_steps, g_steps=self.g_steps, rng=generator_state(self.rng))
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> list[str]:
+        "Restore `state_dict`'s output; returns notes (a noise RNG saved on another device type is re-seeded)."
         self.G.load_state_dict(state['G']); self.D.load_state_dict(state['D'])
         self.g_opt.load_state_dict(state['g_opt']); self.d_opt.load_state_dict(state['d_opt'])
+        for opt in (self.g_opt, self.d_opt):
+            for group in opt.param_groups: group['foreach'] = True   # older checkpoints saved foreach=None
         if self.ema is not None and state.get('ema') is not None: self.ema.load_state_dict(state['ema'])
         self.d_steps, self.g_steps = state['d_steps'], state['g_steps']
-        self.rng.set_state(state['rng'])
+        note = restore_generator(self.rng, state['rng'])
+        return [note] if note else []

@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_utils.ipynb #637875c2
 from __future__ import annotations
-import os, random, tempfile
+import hashlib, os, random, tempfile, warnings
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['default_device', 'seed_everything', 'get_rng_states', 'set_rng_states', 'CheckpointError', 'save_atomic',
-           'load_checkpoint']
+__all__ = ['THREADS_ENV', 'CUBLAS_WORKSPACE', 'default_device', 'seed_everything', 'derived_seed', 'get_rng_states',
+           'set_rng_states', 'generator_state', 'restore_generator', 'default_threads', 'configure_threads',
+           'set_deterministic', 'restore_determinism', 'CheckpointError', 'save_atomic', 'load_checkpoint']
 
 # %% ../nbs/00_utils.ipynb #9ac864f0
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -24,16 +25,130 @@ def seed_everything(seed: int) -> None:
     "Seed Python, NumPy and PyTorch (CPU and CUDA)."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
-def get_rng_states() -> dict:
-    "The state of every global random number generator, to store in a checkpoint."
+def derived_seed(*parts) -> int:
+    "A 63-bit seed derived from `parts` (tensors are read as bytes): the same parts give the same seed on any machine."
+    h = hashlib.sha256()
+    for p in parts: h.update(p.detach().cpu().contiguous().numpy().tobytes() if torch.is_tensor(p) else repr(p).encode())
+    return int.from_bytes(h.digest()[:8], 'little') >> 1
+
+def _cuda_indices(devices) -> list[int]:
+    "Indices of the CUDA devices among `devices` (None: the current device, if CUDA is already initialised)."
+    if devices is None:
+        return [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    out = []
+    for d in devices:
+        d = torch.device('cuda', d) if isinstance(d, int) else torch.device(d)
+        i = (d.index if d.index is not None else torch.cuda.current_device()) if d.type == 'cuda' else None
+        if i is not None and i not in out: out.append(i)
+    return out
+
+def _seed_cuda(index: int, seed: int) -> None:
+    with torch.cuda.device(index): torch.cuda.manual_seed(seed)
+
+# %% ../nbs/00_utils.ipynb #0ee3da23
+def get_rng_states(devices=None) -> dict:
+    "The states of the global random number generators in use (Python, NumPy, torch's CPU one, the CUDA ones of `devices`)."
     states = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
-    if torch.cuda.is_available(): states['cuda'] = torch.cuda.get_rng_state_all()
+    cuda = _cuda_indices(devices)
+    if cuda: states['cuda'], states['cuda_devices'] = [torch.cuda.get_rng_state(i) for i in cuda], cuda
     return states
 
-def set_rng_states(states: dict) -> None:
-    "Restore what `get_rng_states` returned."
+def set_rng_states(states: dict, devices=None) -> list[str]:
+    "Restore what `get_rng_states` saved, as far as this machine allows; return (and warn) a note on what could not be."
     random.setstate(states['python']); np.random.set_state(states['numpy']); torch.set_rng_state(states['torch'])
-    if 'cuda' in states and torch.cuda.is_available(): torch.cuda.set_rng_state_all(states['cuda'])
+    saved = states.get('cuda') or []
+    saved = dict(zip(states.get('cuda_devices', range(len(saved))), saved))  # older checkpoints: a list for GPUs 0, 1, ...
+    use = _cuda_indices(devices) if devices is not None else None
+    if use is not None and len(use) == len(saved): targets = dict(zip(use, saved.values()))  # saved on cuda:1, resumed on cuda:0
+    else: targets = saved
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    notes = []
+    skipped = [i for i in targets if i >= visible]
+    for i, s in targets.items():
+        if i < visible: torch.cuda.set_rng_state(s, i)
+    if skipped: notes.append(f'random states saved for CUDA device(s) {skipped} not restored: this machine has {visible} visible')
+    for i in use or []:
+        if i not in targets:
+            seed = derived_seed(states['torch'], 'cuda', i); _seed_cuda(i, seed)
+            notes.append(f'no random state was saved for CUDA device {i}: re-seeded it with {seed}, derived from the saved CPU state')
+    for n in notes: warnings.warn(n)
+    return notes
+
+# %% ../nbs/00_utils.ipynb #32a47a47
+_CPU_GENERATOR_STATE_BYTES = 5056
+
+def generator_state(g: torch.Generator) -> dict:
+    "The state of a `torch.Generator` with its device type, for a checkpoint."
+    return dict(device=g.device.type, state=g.get_state())
+
+def restore_generator(g: torch.Generator, saved) -> str | None:
+    "Load `generator_state`'s output into `g`; from another device type, re-seed `g` deterministically and return a note."
+    if torch.is_tensor(saved):  # a bare state (older checkpoints): the CPU's Mersenne Twister or a CUDA Philox state
+        saved = dict(device='cpu' if saved.numel() == _CPU_GENERATOR_STATE_BYTES else 'cuda', state=saved)
+    if saved['device'] == g.device.type:
+        g.set_state(saved['state']); return None
+    seed = derived_seed(saved['state'])
+    g.manual_seed(seed)
+    note = (f'a random generator state saved on {saved["device"]} cannot be restored on {g.device.type}: re-seeded it with '
+            f'{seed}, derived from the saved state (every resume of this checkpoint draws the same numbers, but not '
+            f'those of the uninterrupted run)')
+    warnings.warn(note)
+    return note
+
+# %% ../nbs/00_utils.ipynb #7470ada0
+THREADS_ENV = 'E2GAN_THREADS'
+_USER_THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')
+_configured_threads: int | None = None
+
+def _env_threads() -> int | None:
+    v = os.environ.get(THREADS_ENV, '').strip()
+    if not v: return None
+    try: n = int(v)
+    except ValueError: n = 0
+    if n < 1: raise ValueError(f'{THREADS_ENV} must be a positive integer, got {v!r}')
+    return n
+
+def default_threads() -> int:
+    "Threads e2gan uses for its CPU work: `configure_threads`'s last choice, else $E2GAN_THREADS, else the user's OMP/MKL setting, else 1."
+    if _configured_threads is not None: return _configured_threads
+    n = _env_threads()
+    if n is not None: return n
+    if any(os.environ.get(v, '').strip() for v in _USER_THREAD_VARS): return torch.get_num_threads()
+    return 1
+
+def configure_threads(n: int | None = None) -> int:
+    "Set torch's intra-op threads to `n`, else to `default_threads()` (1 unless the user chose); return the count in force."
+    global _configured_threads
+    if n is not None and int(n) < 1: raise ValueError(f'the number of threads must be >= 1, got {n}')
+    n = int(n) if n is not None else default_threads()
+    if torch.get_num_threads() != n: torch.set_num_threads(n)
+    _configured_threads = n
+    return torch.get_num_threads()
+
+# %% ../nbs/00_utils.ipynb #9ed2250d
+CUBLAS_WORKSPACE = ':4096:8'
+
+def set_deterministic(enabled: bool = True) -> dict:
+    "Deterministic algorithms where PyTorch has them (warn where not), cuDNN without autotuning; returns the previous settings."
+    cudnn = torch.backends.cudnn
+    before = dict(algorithms=torch.are_deterministic_algorithms_enabled(),
+                  warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+                  cudnn_deterministic=cudnn.deterministic, cudnn_benchmark=cudnn.benchmark,
+                  cublas_workspace_config=os.environ.get('CUBLAS_WORKSPACE_CONFIG'))
+    if enabled:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', CUBLAS_WORKSPACE)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        cudnn.deterministic, cudnn.benchmark = True, False
+    else:
+        torch.use_deterministic_algorithms(False); cudnn.deterministic = False
+    return before
+
+def restore_determinism(settings: dict) -> None:
+    "Put back the settings `set_deterministic` returned."
+    torch.use_deterministic_algorithms(settings['algorithms'], warn_only=settings['warn_only'])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = settings['cudnn_deterministic'], settings['cudnn_benchmark']
+    if settings['cublas_workspace_config'] is None: os.environ.pop('CUBLAS_WORKSPACE_CONFIG', None)
+    else: os.environ['CUBLAS_WORKSPACE_CONFIG'] = settings['cublas_workspace_config']
 
 # %% ../nbs/00_utils.ipynb #14930ea9
 class CheckpointError(RuntimeError):

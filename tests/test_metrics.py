@@ -322,3 +322,126 @@ def test_scores_are_labelled():
     assert 'not comparable' in repr(s) and s.as_dict()['comparable_with_published'] is False
     assert 'not comparable' not in repr(Scores(7.5, 0.1, 20.0, 'inception', 5000))
     assert 'FID not computed' in repr(Scores(7.5, 0.1, None, 'inception', 5000))
+
+
+# ---------------------------------------------------------------- FID: symmetric form, cached reference (issue 16)
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+def tf_fid(mu1, s1, mu2, s2) -> float:
+    return fid_statistics_to_metric({'mu': mu1, 'sigma': s1}, {'mu': mu2, 'sigma': s2}, verbose=False)[KEY_METRIC_FID]
+
+def relu_features(n: int, d: int, scale: float = 1.0, seed: int = 0) -> torch.Tensor:
+    "Correlated post-ReLU features, like a network's pooled activations."
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=g, dtype=torch.float64) / d ** 0.5
+    return torch.relu(torch.randn(n, d, generator=g, dtype=torch.float64) @ a * scale + 0.05 * (scale - 1))
+
+@pytest.fixture
+def empty_fid_cache():
+    M._ROOTS.clear(); M._SEEN.clear()
+    yield
+    M._ROOTS.clear(); M._SEEN.clear()
+
+def test_fid_equals_torch_fidelity_on_well_conditioned_statistics(empty_fid_cache):
+    a, b = feature_statistics(relu_features(4000, 512)), feature_statistics(relu_features(4000, 512, 1.1, seed=1))
+    expected = tf_fid(*a, *b)
+    assert frechet_distance(*a, *b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(*b, *a) == pytest.approx(expected, rel=1e-6)          # either side factorised
+    assert frechet_distance(*(torch.from_numpy(x).float() for x in (*a, *b))) == pytest.approx(expected, rel=1e-4)  # float32 tensors
+
+@pytest.mark.parametrize('n1, n2', [(100, 5000), (100, 120)])
+def test_fid_with_singular_covariances_agrees_to_1e6(n1, n2, empty_fid_cache):
+    "Fewer samples than dimensions: rank-deficient covariances. Both methods agree to ~1e-8 relative (bound: 1e-6)."
+    a, b = feature_statistics(relu_features(n1, 256)), feature_statistics(relu_features(n2, 256, 1.1, seed=1))
+    assert np.linalg.matrix_rank(a[1]) < 256
+    expected = tf_fid(*a, *b)
+    assert frechet_distance(*a, *b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(*b, *a) == pytest.approx(expected, rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(a[1] @ b[1]).real
+    exact = float(((a[0] - b[0]) ** 2).sum() + np.trace(a[1] + b[1] - 2 * covmean))
+    assert frechet_distance(*a, *b) == pytest.approx(exact, rel=1e-6)
+
+def test_fid_factorises_a_recurring_reference_once_in_either_order(monkeypatch, empty_fid_cache):
+    calls = []
+    real = M._sqrtm_psd
+    monkeypatch.setattr(M, '_sqrtm_psd', lambda s: calls.append(s.shape) or real(s))
+    ref = feature_statistics(relu_features(2000, 64))
+    gens = [feature_statistics(relu_features(2000, 64, 1 + k / 10, seed=k + 1)) for k in range(4)]
+    assert [frechet_distance(*g, *ref) for g in gens] == pytest.approx([tf_fid(*g, *ref) for g in gens], rel=1e-9)
+    assert len(calls) == 1                                                        # the reference (second) once
+    M._ROOTS.clear(); M._SEEN.clear(); calls.clear()
+    assert [frechet_distance(*ref, *g) for g in gens] == pytest.approx([tf_fid(*ref, *g) for g in gens], rel=1e-9)
+    assert len(calls) == 2                                                        # the first call's second, then the reference
+    again = (ref[0].copy(), ref[1].copy())                                        # equal content, other arrays: still cached
+    assert frechet_distance(*gens[0], *again) == pytest.approx(tf_fid(*gens[0], *ref), rel=1e-9) and len(calls) == 2
+
+def test_fid_cache_is_not_fooled_by_an_array_changed_in_place(empty_fid_cache):
+    ref, gen = feature_statistics(relu_features(2000, 64)), feature_statistics(relu_features(2000, 64, 1.2, seed=1))
+    frechet_distance(*gen, *ref)
+    ref[1][5, 7] += 0.5; ref[1][7, 5] += 0.5                                      # same object, new content
+    assert frechet_distance(*gen, *ref) == pytest.approx(tf_fid(*gen, *ref), rel=1e-9)
+
+def test_frechet_reference_matches_the_function_and_feature_statistics_np_cov():
+    x, y = relu_features(1000, 32), relu_features(800, 32, 1.3, seed=2)
+    mu, sigma = feature_statistics(x)
+    np.testing.assert_allclose(sigma, np.cov(x.numpy(), rowvar=False), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(mu, x.numpy().mean(0), rtol=1e-12)
+    ref = M.FrechetReference(mu, sigma)
+    assert ref.distance(*feature_statistics(y)) == pytest.approx(tf_fid(*feature_statistics(y), mu, sigma), rel=1e-9)
+
+
+# ---------------------------------------------------------------- TF32 off in feature extraction (issue 16)
+def test_tf32_disabled_turns_the_flags_off_and_restores_them(monkeypatch):
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        for setting in [(True, True), (True, False), (False, True)]:
+            cudnn.allow_tf32, matmul.allow_tf32 = setting
+            with M.tf32_disabled(): assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+            assert (cudnn.allow_tf32, matmul.allow_tf32) == setting
+            with pytest.raises(KeyError):
+                with M.tf32_disabled(): raise KeyError('boom')
+            assert (cudnn.allow_tf32, matmul.allow_tf32) == setting
+    finally: cudnn.allow_tf32, matmul.allow_tf32 = before
+
+def test_the_evaluator_extracts_features_without_tf32(shapes_eval, shapes_split):
+    ev, _ = shapes_eval
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    seen, forward = [], ev.extractor.forward
+    def recording(x): seen.append((cudnn.allow_tf32, matmul.allow_tf32)); return forward(x)
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = True
+    try:
+        ev.extractor.forward = recording
+        s = ev(shapes_split[1].at_resolution(32)[:500])
+        assert seen and set(seen) == {(False, False)} and (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+    finally:
+        del ev.extractor.forward
+        cudnn.allow_tf32, matmul.allow_tf32 = before
+    assert s.tf32 is False and s.as_dict()['tf32'] is False
+    assert not Scores(7.5, 0.1, 20.0, 'inception', 5000, tf32=True).comparable_with_published
+
+
+# ---------------------------------------------------------------- offline without weights: one exception, both forms (issue 12)
+import http.client, socket
+
+@pytest.mark.parametrize('failure', [socket.timeout('timed out'), ConnectionResetError('reset'),
+                                     http.client.RemoteDisconnected('closed'), 'incomplete'])
+def test_offline_always_raises_inception_weights_error_naming_cli_env_and_python(tmp_path, monkeypatch, failure):
+    import io
+    monkeypatch.delenv(M.INCEPTION_ENV, raising=False)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    class CutShort(io.BytesIO):
+        def __enter__(self): return self
+        def read(self, n=-1): raise http.client.IncompleteRead(b'partial')
+    def urlopen(url, timeout):
+        if failure == 'incomplete': return CutShort()
+        raise failure
+    monkeypatch.setattr(urllib.request, 'urlopen', urlopen)
+    with pytest.raises(InceptionWeightsError) as e:
+        Evaluator(load_dataset('shapes', num_images=20), 32, backend='inception', num_images=20, cache_dir=tmp_path)
+    msg = str(e.value)
+    assert '--inception-weights PATH' in msg and f'{M.INCEPTION_ENV}=PATH' in msg and 'inception_weights=PATH' in msg
+    assert '--backend classifier' in msg and not list((tmp_path / 'hub').rglob('*.part'))

@@ -119,8 +119,8 @@ def test_training_halves_fid_and_eval_reproduces_the_log(tmp_path, cache_dir):
     untrained, trained = log
     assert trained['backend'] == 'classifier' and trained['num_images'] == 500
     assert trained['fid'] <= 0.5 * untrained['fid'], (untrained['fid'], trained['fid'])
-    # eval of the saved best checkpoint (here the trained one) gives back exactly the logged numbers
-    assert [r['epoch'] for r in log if r['best']] == [0, 8]
+    # epoch 0 is labelled, never the best; eval of the saved best checkpoint gives back exactly the logged numbers
+    assert [r['epoch'] for r in log if r['best']] == [8] and [r['before_training'] for r in log] == [True, False]
     s = evaluate_checkpoint(out / 'best.pt')
     assert (s.is_mean, s.is_std, s.fid, s.backend, s.num_images) == (trained['is_mean'], trained['is_std'], trained['fid'], 'classifier', 500)
     # the grids are the EMA generator on fixed noise, and the trained grid is closer to the data than the untrained one
@@ -226,3 +226,108 @@ def test_the_train_command_passes_the_recipe_flags_and_rejects_bad_ones(tmp_path
     assert (c.gan.g_lr, c.gan.d_lr, c.gan.g_batch, c.gan.d_batch, c.gan.n_critic) == (1e-4, 3e-4, 16, 8, 2)
     assert (c.gan.ema_decay, c.gan.ema_warmup, c.latent_dim, c.best_by, c.resolution) == (0.99, True, 32, 'is', 16)
     assert load_run_checkpoint(tmp_path / 'run' / 'last.pt')['trainer']['g_steps'] == 64 // 8 // 2   # the flags trained it
+
+
+# --- best.pt comes from training (issue 12) --------------------------------------------------------------------------
+from e2gan.metrics import Scores
+import e2gan.retrain as R
+
+
+class ScriptedEvaluator:
+    "Stands in for the run's evaluator: FID `fids[k]` at the k-th evaluation; records the determinism flag."
+    def __init__(self, fids): self.fids, self.calls, self.deterministic = list(fids), 0, []
+    def __call__(self, G):
+        self.deterministic.append(torch.are_deterministic_algorithms_enabled())
+        fid = self.fids[self.calls]; self.calls += 1
+        return Scores(2.0, 0.1, fid, 'classifier', 100, 'scripted')
+
+
+def test_a_short_run_never_hands_over_the_untrained_generator(tmp_path, cache_dir, monkeypatch):
+    ev = ScriptedEvaluator([10.0, 50.0, 40.0])                            # the untrained generator scores best
+    monkeypatch.setattr(R, 'make_evaluator', lambda *a, **k: ev)
+    with pytest.warns(UserWarning, match=r'untrained generator \(epoch 0, before training\) scored better.*epoch, 2'):
+        summary = retrain(tiny_config(cache_dir, epochs=2), tmp_path / 'run', progress=False)
+    assert summary['best']['epoch'] == 2 and summary['untrained']['fid'] == 10.0 and summary['untrained_better']
+    assert any('untrained' in n for n in summary['notes'])
+    best = load_checkpoint(tmp_path / 'run' / 'best.pt')
+    assert best['epoch'] == 2 and best['trainer']['g_steps'] > 0
+    log = metrics_lines(tmp_path / 'run')
+    assert [(r['epoch'], r['before_training'], r['best']) for r in log] == [(0, True, False), (1, False, True), (2, False, True)]
+
+
+def test_a_run_that_improves_says_nothing_and_its_best_is_trained(reference_run):
+    ref_dir, summary = reference_run
+    assert summary['best']['epoch'] >= 1 and not summary['untrained_better'] and summary['untrained']['epoch'] == 0
+    assert load_checkpoint(ref_dir / 'best.pt')['epoch'] == summary['best']['epoch']
+
+
+def test_resuming_an_older_run_whose_best_was_epoch_0(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setattr(R, 'make_evaluator', lambda *a, **k: ScriptedEvaluator([10.0, 50.0, 40.0]))
+    out = tmp_path / 'run'
+    with pytest.warns(UserWarning, match='untrained'): retrain(tiny_config(cache_dir), out, progress=False, stop_after_epoch=1)
+    ck = load_checkpoint(out / 'last.pt')
+    save_atomic(dict(ck, best=ck['untrained'], untrained=None), out / 'last.pt')   # as a run before this fix saved it
+    monkeypatch.setattr(R, 'make_evaluator', lambda *a, **k: ScriptedEvaluator([30.0, 20.0]))
+    with pytest.warns(UserWarning, match='FID 10 vs 20'): summary = retrain(None, out, resume=True, progress=False)
+    assert summary['best']['epoch'] == 3 and summary['untrained']['epoch'] == 0 and summary['untrained_better']
+    assert load_checkpoint(out / 'best.pt')['epoch'] == 3
+
+
+# --- deterministic switch, another device, missing weights, the wrong kind of file (issues 12, 16) ---------------------
+
+def test_deterministic_runs_deterministically_and_restores_the_setting(tmp_path, cache_dir, monkeypatch):
+    ev = ScriptedEvaluator([100.0, 50.0])
+    monkeypatch.setattr(R, 'make_evaluator', lambda *a, **k: ev)
+    assert not torch.are_deterministic_algorithms_enabled()
+    cfg = tiny_config(cache_dir, epochs=1, deterministic=True)
+    assert RetrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).deterministic
+    retrain(cfg, tmp_path / 'run', progress=False)
+    assert ev.deterministic == [True, True] and not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.setattr(R, 'make_evaluator', lambda *a, **k: ScriptedEvaluator([40.0]))
+    retrain(tiny_config(cache_dir, epochs=2), tmp_path / 'run', resume=True, progress=False)   # may change on resume
+
+
+def test_a_run_saved_on_a_gpu_resumes_on_the_cpu(tmp_path, reference_run, cache_dir):
+    "The trainer's noise generator and the global CUDA state of a GPU run cannot be restored on a CPU: re-seeded, noted."
+    out = tmp_path / 'run'
+    retrain(tiny_config(cache_dir), out, progress=False, stop_after_epoch=1)
+    ck = load_checkpoint(out / 'last.pt')
+    philox = torch.tensor([3] + [0] * 15, dtype=torch.uint8)
+    ck['trainer']['rng'] = dict(device='cuda', state=philox)
+    ck['rng_states'] = dict(ck['rng_states'], cuda=[philox], cuda_devices=[0])
+    save_atomic(ck, out / 'last.pt')
+    runs = []
+    for k in range(2):                                                     # twice: the re-seeding is reproducible
+        run = tmp_path / f'resumed{k}'; shutil.copytree(out, run)
+        with pytest.warns(UserWarning, match='re-seeded'):
+            summary = retrain(None, run, resume=True, progress=False)
+        assert summary['finished'] and len(summary['notes']) == 2, summary['notes']
+        assert any('saved on cuda cannot be restored on cpu' in n for n in summary['notes'])
+        assert any('CUDA device(s) [0] not restored' in n for n in summary['notes'])
+        runs.append(run)
+    assert_same_run(*runs)
+    assert not torch.equal(load_checkpoint(runs[0] / 'last.pt')['trainer']['G']['stem.weight'],
+                           load_checkpoint(reference_run[0] / 'last.pt')['trainer']['G']['stem.weight'])
+
+
+def test_missing_inception_weights_stop_the_run_before_training(tmp_path, cache_dir, monkeypatch):
+    import urllib.error, urllib.request
+    from e2gan.metrics import INCEPTION_ENV, InceptionWeightsError
+    monkeypatch.delenv(INCEPTION_ENV, raising=False)
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    monkeypatch.setattr(urllib.request, 'urlopen', lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError('offline')))
+    with pytest.raises(InceptionWeightsError, match='--inception-weights PATH'):
+        retrain(tiny_config(cache_dir, backend='inception', eval_at_start=False), tmp_path / 'run', progress=False)
+    assert not (tmp_path / 'run' / 'last.pt').exists()
+
+
+def test_a_search_checkpoint_is_named_as_such(tmp_path):
+    search = tmp_path / 'checkpoint.pt'
+    save_atomic(dict(agent={}, next_trajectory=3, n_records=3, config={}, rng={}), search)
+    for f in (load_generator, load_run_checkpoint, evaluate_checkpoint):
+        with pytest.raises(CheckpointError, match=r'search checkpoint \(written by `e2gan search`\).*best\.pt or last\.pt.*'
+                                                  r'e2gan train --from-search DIR'):
+            f(search)
+    other = tmp_path / 'other.pt'; save_atomic(dict(weights=torch.zeros(2)), other)
+    with pytest.raises(CheckpointError, match=r'lacks kind.*expects a retraining checkpoint \(best\.pt or last\.pt'):
+        load_generator(other)
