@@ -4,18 +4,24 @@
 
 # %% ../nbs/15_bench.ipynb #21179e79
 from __future__ import annotations
-import inspect, time
+import inspect, math, time
 from typing import Callable, Sequence
 import numpy as np
+import torch
+from .utils import default_device
+from .searchspace import Architecture, parse_arch
+from .models import RETRAIN_WIDTHS, SEARCH_WIDTHS, Generator
+from .data import ImageDataset, load_dataset, to_float
+from .metrics import Evaluator, NonFiniteImagesError
+from .training import GanConfig, GanTrainer
 from .surrogate import SurrogateEnv
 from .agents import AGENTS, make_agent
 from .loop import EXPLORE_FRACTION, HANDOVER_RULES, run_loop, handed_over_architecture
-from .metrics import benchmark_reward                    # moves here with the metrics rework
-from .retrain import benchmark_training, format_benchmark   # moves here with the retraining rework
+from .retrain import RetrainConfig, build_models
 
 # %% auto #0
 __all__ = ['benchmark_agents', 'regret_table', 'format_regret_table', 'plot_regret_curves', 'first_within', 'top_fraction_regret',
-           'benchmark_search', 'format_search_benchmark']
+           'benchmark_search', 'format_search_benchmark', 'benchmark_reward', 'benchmark_training', 'format_benchmark']
 
 # %% ../nbs/15_bench.ipynb #d0227c5e
 def benchmark_agents(make_env: Callable[..., object], agents: Sequence[str] = AGENTS, seeds: Sequence[int] = range(5),
@@ -127,4 +133,99 @@ def format_search_benchmark(bench: dict) -> str:
             f = row[f'first_{key}_median']
             lines.append(f"{row['agent']:16s} built {what} in {row[f'reached_{key}']}/{row['runs']} runs"
                          + (f', median first at trajectory {f:.0f}' if f else ''))
+    return '\n'.join(lines)
+
+# %% ../nbs/15_bench.ipynb #0f451fe9
+def _sync(device: torch.device) -> None:
+    "Wait for the device, so that a timer measures work done, not work queued."
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+
+# %% ../nbs/15_bench.ipynb #307ee81c
+def benchmark_reward(dataset: str = 'shapes', resolution: int = 32, num_images: int = 5000, backend: str = 'classifier',
+                     device=None, gf_dim: int = SEARCH_WIDTHS.gf_dim, latent_dim: int = SEARCH_WIDTHS.latent_dim,
+                     bottom_width: int = SEARCH_WIDTHS.bottom_width, batch_size: int = 500,
+                     splits: int = 10, dataset_images: int | None = 20000, cache_dir=None, seed: int = 0,
+                     inception_weights=None, data_root=None, data: ImageDataset | None = None,
+                     classifier_epochs: int = 3) -> dict:
+    "Seconds of one reward (`num_images` images) split into generation, feature extraction and statistics, plus the setup."
+    depth = math.log2(resolution / bottom_width)
+    if depth != int(depth) or not 0 <= depth <= 3:
+        raise ValueError(f'resolution must be bottom_width * 2**k for k in 0..3, got {resolution} with bottom width {bottom_width}')
+    device = default_device(device)
+    t = time.perf_counter()
+    if data is None: data = load_dataset(dataset, root=data_root, num_images=dataset_images)
+    t_data = time.perf_counter() - t
+    t = time.perf_counter()
+    ev = Evaluator(data, resolution, backend=backend, num_images=num_images, splits=splits, batch_size=batch_size,
+                   device=device, seed=seed, cache_dir=cache_dir, inception_weights=inception_weights,
+                   classifier_epochs=classifier_epochs)
+    t_extractor = time.perf_counter() - t
+    t = time.perf_counter(); ev.reference_stats; t_reference = time.perf_counter() - t
+    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+        torch.manual_seed(seed)
+        arch = Architecture(parse_arch('e2gan-cifar10').cells[:int(depth)])  # the stage that outputs `resolution` pixels
+        G = Generator(arch, n_cells=3, gf_dim=gf_dim, latent_dim=latent_dim, bottom_width=bottom_width,
+                      channels=data.channels).to(device).eval()
+    ev.noise(latent_dim); _sync(device)
+    with torch.no_grad():
+        t = time.perf_counter(); images = list(ev._generated(G)); _sync(device); t_gen = time.perf_counter() - t
+    t = time.perf_counter(); logits, feats, bad = ev._extract(images); _sync(device); t_feat = time.perf_counter() - t
+    t = time.perf_counter()
+    if bad: raise NonFiniteImagesError('the benchmark generator produced NaN or infinity')
+    scores = ev.scores(logits, feats); t_stats = time.perf_counter() - t
+    t = time.perf_counter(); ev(G); _sync(device); t_reward = time.perf_counter() - t
+    return dict(dataset=data.name, resolution=resolution, num_images=num_images, backend=ev.backend, device=str(device),
+                threads=torch.get_num_threads(), gf_dim=gf_dim, batch_size=batch_size,
+                generation_s=t_gen, features_s=t_feat, statistics_s=t_stats, reward_s=t_gen + t_feat + t_stats,
+                end_to_end_s=t_reward, setup_data_s=t_data, setup_extractor_s=t_extractor, setup_reference_stats_s=t_reference,
+                scores=scores.as_dict())
+
+# %% ../nbs/15_bench.ipynb #ce8f794f
+def benchmark_training(arch='e2gan-cifar10', gf_dim: int = RETRAIN_WIDTHS.gf_dim, df_dim: int = RETRAIN_WIDTHS.df_dim,
+                       latent_dim: int = RETRAIN_WIDTHS.latent_dim,
+                       bottom_width: int = 4, g_batch: int = 128, d_batch: int = 64, n_critic: int = 5, device=None,
+                       steps: int = 20, warmup: int = 3, variants: list[tuple[bool, bool]] | None = None,
+                       train_images: int = 50_000, epochs: int = 500, seed: int = 0) -> dict:
+    "Generator and discriminator steps per second of the retraining recipe, per (bf16, channels_last) variant."
+    device = default_device(device)
+    if steps < 1 or warmup < 0: raise ValueError(f'steps must be >= 1 and warmup >= 0, got {steps}, {warmup}')
+    if variants is None: variants = [(False, False), (True, False), (False, True), (True, True)] if device.type == 'cuda' else [(False, False)]
+    cfg = RetrainConfig(arch=arch, dataset='cifar10', gf_dim=gf_dim, df_dim=df_dim, latent_dim=latent_dim,
+                        bottom_width=bottom_width, seed=seed)
+    d_per_epoch = train_images // d_batch
+    results = []
+    for amp, channels_last in variants:
+        with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+            G, D = build_models(cfg, 3)
+            trainer = GanTrainer(G, D, GanConfig(g_batch=g_batch, d_batch=d_batch, n_critic=n_critic, ema_decay=0.999,
+                                                 amp=amp, channels_last=channels_last), device,
+                                 generator=torch.Generator(device).manual_seed(seed))
+            real = to_float(torch.randint(0, 256, (d_batch, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8, device=device))
+            if channels_last and device.type == 'cuda': real = real.contiguous(memory_format=torch.channels_last)
+            for _ in range(warmup): trainer.d_step(real, None); trainer.g_step(None)
+            _sync(device); t = time.perf_counter()
+            for _ in range(steps): loss = trainer.d_step(real, None)
+            _sync(device); d_rate = steps / (time.perf_counter() - t)
+            t = time.perf_counter()
+            for _ in range(steps): loss = trainer.g_step(None)
+            _sync(device); g_rate = steps / (time.perf_counter() - t)
+            if not torch.isfinite(loss): raise RuntimeError('the benchmark diverged (non-finite loss)')
+        epoch_s = d_per_epoch / d_rate + d_per_epoch // n_critic / g_rate
+        results.append(dict(amp=amp, channels_last=channels_last, d_steps_per_s=d_rate, g_steps_per_s=g_rate,
+                            epoch_seconds=epoch_s, run_hours=epoch_s * epochs / 3600))
+    return dict(device=str(device), device_name=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+                threads=torch.get_num_threads(), torch=torch.__version__, arch=cfg.arch, gf_dim=gf_dim, df_dim=df_dim,
+                resolution=cfg.resolution, g_batch=g_batch, d_batch=d_batch, n_critic=n_critic, steps=steps,
+                train_images=train_images, epochs=epochs, results=results)
+
+# %% ../nbs/15_bench.ipynb #67f4ef44
+def format_benchmark(result: dict) -> str:
+    "A `benchmark_training` result as a small table."
+    r0 = result
+    lines = [f"{r0['device_name']} ({r0['device']}, {r0['threads']} threads, torch {r0['torch']}): {r0['resolution']}x{r0['resolution']}, "
+             f"gf {r0['gf_dim']}, df {r0['df_dim']}, G/D batch {r0['g_batch']}/{r0['d_batch']}, n_critic {r0['n_critic']}",
+             f"{'bf16':>5} {'channels_last':>13} {'D steps/s':>10} {'G steps/s':>10} {'epoch':>10} {str(r0['epochs']) + ' epochs':>12}"]
+    for r in result['results']:
+        lines.append(f"{str(r['amp']):>5} {str(r['channels_last']):>13} {r['d_steps_per_s']:10.2f} {r['g_steps_per_s']:10.2f} "
+                     f"{r['epoch_seconds'] / 60:8.1f} m {r['run_hours']:10.1f} h")
     return '\n'.join(lines)

@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 import gymnasium as gym
 from gymnasium import spaces
-from .utils import default_device
+from .utils import configure_threads, default_device
 from .searchspace import Architecture, action_head_sizes, cell_from_action
 from .models import SEARCH_WIDTHS, Generator, Discriminator, progressive_state
 from .data import ImageDataset, load_dataset, to_uint8
@@ -120,6 +120,7 @@ class GanSearchEnv(gym.Env):
         self.config = c = config or ProxyTaskConfig(**overrides)
         if config is not None and overrides: raise ValueError('give a ProxyTaskConfig or keyword overrides, not both')
         self.device = default_device(device)
+        configure_threads()              # small convolutions: one thread unless the user chose (utils)
         self.n_cells, self.alpha, self.fid_scale, self.state_dim = c.n_cells, c.alpha, c.fid_scale, c.gf_dim
         # The proxy task trains on `num_images` images; rewards compare with the training set as a whole.
         needed = None if c.reference_images is None else max(c.reference_images, c.classifier_images, c.num_images or 0)

@@ -27,7 +27,7 @@ __all__ = ['INCEPTION_ENV', 'INCEPTION_URL', 'INCEPTION_FEATURES', 'CLASSIFIER_E
            'CLASSIFIER_VERSION', 'BACKENDS', 'NonFiniteImagesError', 'inception_score', 'feature_statistics',
            'FrechetReference', 'frechet_distance', 'match_channels', 'InceptionWeightsError', 'inception_weights_path',
            'load_inception', 'Classifier', 'train_classifier', 'default_cache_dir', 'classifier_for',
-           'FeatureExtractorClassifier', 'Scores', 'tf32_disabled', 'Evaluator', 'benchmark_reward']
+           'FeatureExtractorClassifier', 'Scores', 'tf32_disabled', 'Evaluator']
 
 # %% ../nbs/04_metrics.ipynb #03ee2780
 class NonFiniteImagesError(ValueError):
@@ -568,47 +568,3 @@ class Evaluator:
         else: raise TypeError(f'source must be a generator (nn.Module) or an image tensor, got {type(source).__name__}')
         if bad: raise NonFiniteImagesError(f'the {"generator produced" if isinstance(source, nn.Module) else "images contain"} NaN or infinity')
         return self.scores(logits, feats if fid else None)
-
-# %% ../nbs/04_metrics.ipynb #307ee81c
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda': torch.cuda.synchronize(device)
-
-def benchmark_reward(dataset: str = 'shapes', resolution: int = 32, num_images: int = 5000, backend: str = 'classifier',
-                     device=None, gf_dim: int = 128, latent_dim: int = 128, bottom_width: int = 4, batch_size: int = 500,
-                     splits: int = 10, dataset_images: int | None = 20000, cache_dir=None, seed: int = 0,
-                     inception_weights=None, data_root=None, data: ImageDataset | None = None,
-                     classifier_epochs: int = 3) -> dict:
-    "Seconds of one reward (`num_images` images) split into generation, feature extraction and statistics, plus the setup."
-    from e2gan.models import Generator
-    from e2gan.searchspace import Architecture, parse_arch
-    depth = math.log2(resolution / bottom_width)
-    if depth != int(depth) or not 0 <= depth <= 3:
-        raise ValueError(f'resolution must be bottom_width * 2**k for k in 0..3, got {resolution} with bottom width {bottom_width}')
-    device = default_device(device)
-    t = time.perf_counter()
-    if data is None: data = load_dataset(dataset, root=data_root, num_images=dataset_images)
-    t_data = time.perf_counter() - t
-    t = time.perf_counter()
-    ev = Evaluator(data, resolution, backend=backend, num_images=num_images, splits=splits, batch_size=batch_size,
-                   device=device, seed=seed, cache_dir=cache_dir, inception_weights=inception_weights,
-                   classifier_epochs=classifier_epochs)
-    t_extractor = time.perf_counter() - t
-    t = time.perf_counter(); ev.reference_stats; t_reference = time.perf_counter() - t
-    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
-        torch.manual_seed(seed)
-        arch = Architecture(parse_arch('e2gan-cifar10').cells[:int(depth)])  # the stage that outputs `resolution` pixels
-        G = Generator(arch, n_cells=3, gf_dim=gf_dim, latent_dim=latent_dim, bottom_width=bottom_width,
-                      channels=data.channels).to(device).eval()
-    ev.noise(latent_dim); _sync(device)
-    with torch.no_grad():
-        t = time.perf_counter(); images = list(ev._generated(G)); _sync(device); t_gen = time.perf_counter() - t
-    t = time.perf_counter(); logits, feats, bad = ev._extract(images); _sync(device); t_feat = time.perf_counter() - t
-    t = time.perf_counter()
-    if bad: raise NonFiniteImagesError('the benchmark generator produced NaN or infinity')
-    scores = ev.scores(logits, feats); t_stats = time.perf_counter() - t
-    t = time.perf_counter(); ev(G); _sync(device); t_reward = time.perf_counter() - t
-    return dict(dataset=data.name, resolution=resolution, num_images=num_images, backend=ev.backend, device=str(device),
-                threads=torch.get_num_threads(), gf_dim=gf_dim, batch_size=batch_size,
-                generation_s=t_gen, features_s=t_feat, statistics_s=t_stats, reward_s=t_gen + t_feat + t_stats,
-                end_to_end_s=t_reward, setup_data_s=t_data, setup_extractor_s=t_extractor, setup_reference_stats_s=t_reference,
-                scores=scores.as_dict())

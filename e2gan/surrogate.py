@@ -13,6 +13,7 @@ from gymnasium import spaces
 from .searchspace import (Architecture, Cell, action_from_cell, action_head_sizes, all_architectures, arch_from_index,
                                arch_index, cell_fields, cell_from_action, cell_index, cells_at, options_at, parse_arch,
                                random_architecture, space_size)
+from .utils import configure_threads
 from .mdp import search_score, step_reward
 
 # %% auto #0
@@ -230,6 +231,7 @@ class SurrogateEnv(gym.Env):
         if interaction_share < 0 or remainder_share < 0 or interaction_share + remainder_share > 1: raise ValueError(
             f'interaction_share and remainder_share must be >= 0 with a sum <= 1, got {interaction_share} and {remainder_share}')
         self.calibration = cal = CALIBRATION if calibration is None else calibration
+        configure_threads()              # the agents' small networks: one thread unless the user chose (utils)
         self.n_cells, self.state_dim, self.alpha, self.fid_scale = n_cells, state_dim, float(alpha), float(fid_scale)
         self.noise, self.spread, self.landscape_seed = noise, float(spread), seed
         self.interaction_share, self.remainder_share = float(interaction_share), float(remainder_share)
