@@ -97,11 +97,12 @@ def cmd_train(args) -> int:
                      g_batch=args.g_batch, d_batch=args.d_batch, n_critic=args.n_critic, ema_decay=args.ema_decay,
                      ema_warmup=True if args.ema_warmup else None, lr_decay=True if args.lr_decay else None,
                      amp=True if args.bf16 else None, channels_last=True if args.channels_last else None, seed=args.seed,
-                     inception_weights=args.inception_weights)
+                     inception_weights=args.inception_weights, deterministic=True if args.deterministic else None)
     summary = train_from_options(args.out, arch=args.arch, arch_preset=args.arch_preset, from_search=args.from_search,
                                  rank=args.rank, dataset=args.dataset, preset=args.preset, resume=args.resume,
                                  progress=not args.quiet, **overrides)
     print(json.dumps(summary, indent=2, default=str))
+    for note in summary.get('notes', []): print(f'note: {note}', file=sys.stderr)
     return 0
 
 # %% ../nbs/17_cli.ipynb #6713742f
@@ -138,6 +139,7 @@ def add_train_arguments(p) -> None:
     p.add_argument('--best-by', choices=['fid', 'is'], help='which score picks best.pt (default fid)')
     p.add_argument('--bf16', action='store_true', help='bf16 autocast (CUDA)')
     p.add_argument('--channels-last', action='store_true', help='NHWC memory layout (CUDA)')
+    p.add_argument('--deterministic', action='store_true', help="PyTorch's deterministic algorithms where it has them (slower; see README)")
     p.add_argument('--seed', type=int)
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=cmd_train)

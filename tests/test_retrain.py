@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 from e2gan.utils import CheckpointError, load_checkpoint, save_atomic
 from e2gan.searchspace import ARCH_PRESETS
-from e2gan.retrain import (RETRAIN_PRESETS, RetrainConfig, benchmark_training, evaluate_checkpoint, fixed_noise,
+from e2gan.bench import benchmark_training
+from e2gan.retrain import (RETRAIN_PRESETS, RetrainConfig, evaluate_checkpoint, fixed_noise,
                            generate, load_generator, load_run_checkpoint, make_config, make_evaluator, read_search_result,
                            resolve_arch, retrain, sample_grid, load_training_data, train_from_options, run_config)
 
