@@ -273,4 +273,5 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     except expected_errors() as e:
-        print(f'e2gan {args.command}: error: {e}', file=sys.stderr); return 2
+        message = ' '.join(line.strip() for line in str(e).splitlines())      # one line, however the message was wrapped
+        print(f'e2gan {args.command}: error: {message}', file=sys.stderr); return 2
