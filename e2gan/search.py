@@ -76,11 +76,11 @@ def best_observed(records: list[dict]) -> dict | None:
     return max(trajs, key=lambda t: t['score'], default=None)
 
 # %% ../nbs/12_search.ipynb #66f0c045
-def plot_search(records: list[dict], path: str | os.PathLike | None = None, title: str = 'search'):
-    "Final score of every trajectory by phase, and the best observed so far; saved to `path` when given. Returns the figure."
+def plot_search(records: list[dict], path: str | os.PathLike | None = None, title: str = 'search', handed_over: dict | None = None):
+    "Final score of every trajectory by phase, the best observed so far and (a `rank_architectures` entry) what the search hands over; saved to `path` when given."
     from matplotlib.figure import Figure           # no pyplot: safe in scripts, threads and notebooks alike
     trajs, means = trajectory_summaries(records), phase_scores(records)
-    fig = Figure(figsize=(7, 3.2)); ax = fig.subplots()
+    fig = Figure(figsize=(9, 3.2)); ax = fig.subplots()
     for phase, color in (('explore', 'tab:blue'), ('exploit', 'tab:orange')):
         ts = [t for t in trajs if t['phase'] == phase]
         mean = f" (mean {means[phase]:.2f})" if phase in means else ''      # the summary's figure: diverged runs excluded
@@ -88,7 +88,12 @@ def plot_search(records: list[dict], path: str | os.PathLike | None = None, titl
     if trajs:
         ax.step([t['trajectory'] for t in trajs], np.maximum.accumulate([t['score'] for t in trajs]), where='post',
                 color='gray', lw=1, label='best observed so far')
-    ax.set_xlabel('trajectory'); ax.set_ylabel('final IS - alpha FID'); ax.set_title(title); ax.legend(fontsize=8)
+    if handed_over is not None:
+        ts = [t for t in trajs if list(t['arch']) == handed_over['vector']]
+        ax.plot([t['trajectory'] for t in ts], [t['score'] for t in ts], '*', ms=11, mfc='none', color='black',
+                label=f"handed over ({handed_over['rule']})")
+    ax.set_xlabel('trajectory'); ax.set_ylabel('final IS - alpha FID'); ax.set_title(title)
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=100)
     return fig
@@ -126,7 +131,8 @@ def _write_results(out: Path, cfg: SearchConfig, agent, env, records: list[dict]
     best_archs = rank_architectures(records, agent.handover, cfg.top_k)
     (out / 'best_archs.json').write_text(json.dumps(best_archs, indent=2))
     n_done = len(final_records(records))
-    plot_search(records, out / 'search.png', title=f'{cfg.agent} on {cfg.proxy.dataset}: {n_done} trajectories')
+    plot_search(records, out / 'search.png', title=f'{cfg.agent} on {cfg.proxy.dataset}: {n_done} trajectories',
+                handed_over=best_archs[0] if best_archs else None)
     summary = dict(agent=cfg.agent, trajectories=n_done, finished=n_done >= cfg.trajectories, steps=len(records),
                    proxy_epochs=totals['proxy_epochs'], seconds=totals['seconds'], train_seconds=totals['train_seconds'],
                    eval_seconds=totals['eval_seconds'], alpha=float(getattr(env.unwrapped, 'alpha', cfg.proxy.alpha)),
