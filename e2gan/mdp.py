@@ -12,6 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 import gymnasium as gym
 from gymnasium import spaces
+from fastcore.basics import patch
 from .utils import configure_threads, default_device
 from .searchspace import Architecture, action_head_sizes, cell_from_action
 from .models import SEARCH_WIDTHS, Generator, Discriminator, progressive_state
@@ -110,7 +111,7 @@ class StageView(nn.Module):
 
     def state(self) -> torch.Tensor: return self.state_sum / max(self.count, 1)
 
-# %% ../nbs/06_mdp.ipynb #46e00f8b
+# %% ../nbs/06_mdp.ipynb #48168a28
 class GanSearchEnv(gym.Env):
     "E2GAN's MDP over real GAN proxy training (paper Section 4-5): one cell per step, reward from IS and FID."
     metadata = {'render_modes': []}
@@ -175,51 +176,55 @@ class GanSearchEnv(gym.Env):
         return dict(arch=arch.to_vector() if len(arch) else [], description=arch.describe(),
                     **{'is': self.is_, 'fid': self.fid}, samples=self._samples(), **extra)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        c = self.config
-        self._traj_seed = int(self.np_random.integers(2**31))
-        with self._seeded(0):
-            self.G = Generator(n_cells=c.n_cells, gf_dim=c.gf_dim, latent_dim=c.latent_dim, bottom_width=c.bottom_width,
-                               channels=self.channels, skip_handoff_includes_skips=c.skip_handoff_includes_skips)
-            self.D = Discriminator(c.n_cells, c.df_dim, self.channels)
-        rng = torch.Generator(self.device).manual_seed(self._traj_seed)
-        self.trainer = GanTrainer(self.G, self.D, c.gan, self.device, generator=rng)
-        self._sample_noise = torch.randn(c.sample_count, c.latent_dim, generator=torch.Generator().manual_seed(0)).to(self.device)
-        start = time.perf_counter()
-        scores, state = self._score()
-        self.is_, self.fid = scores.is_mean, scores.fid
-        self.diverged = False
-        obs = self._observation(self.is_, self.fid, state)
-        return obs, self._info(eval_seconds=Seconds(time.perf_counter() - start), train_seconds=Seconds(0.0),
-                               d_loss=None, g_loss=None, diverged=False)
+# %% ../nbs/06_mdp.ipynb #e587179c
+@patch
+def reset(self: GanSearchEnv, *, seed: int | None = None, options: dict | None = None):
+    gym.Env.reset(self, seed=seed)     # seeds self.np_random, as gymnasium asks of every reset
+    c = self.config
+    self._traj_seed = int(self.np_random.integers(2**31))
+    with self._seeded(0):
+        self.G = Generator(n_cells=c.n_cells, gf_dim=c.gf_dim, latent_dim=c.latent_dim, bottom_width=c.bottom_width,
+                           channels=self.channels, skip_handoff_includes_skips=c.skip_handoff_includes_skips)
+        self.D = Discriminator(c.n_cells, c.df_dim, self.channels)
+    rng = torch.Generator(self.device).manual_seed(self._traj_seed)
+    self.trainer = GanTrainer(self.G, self.D, c.gan, self.device, generator=rng)
+    self._sample_noise = torch.randn(c.sample_count, c.latent_dim, generator=torch.Generator().manual_seed(0)).to(self.device)
+    start = time.perf_counter()
+    scores, state = self._score()
+    self.is_, self.fid = scores.is_mean, scores.fid
+    self.diverged = False
+    obs = self._observation(self.is_, self.fid, state)
+    return obs, self._info(eval_seconds=Seconds(time.perf_counter() - start), train_seconds=Seconds(0.0),
+                           d_loss=None, g_loss=None, diverged=False)
 
-    def step(self, action):
-        if self.G is None: raise RuntimeError('call reset() before step()')
-        if self.depth >= self.n_cells or self.diverged: raise RuntimeError('the episode has ended: call reset()')
-        c, t = self.config, self.depth
-        cell = cell_from_action(np.asarray(action).reshape(-1), t)
-        with self._seeded(t + 1): new_params = self.G.grow(cell)
-        self.trainer.add_generator_params(new_params)
-        images = self.stage_images(self.G.resolution)
-        losses, train_seconds, diverged = [], 0.0, False
-        for k in range(c.epochs_per_step):
-            report = self.progress_callback
-            progress = None if report is None else lambda done, total, k=k: report(k * total + done, c.epochs_per_step * total)
-            stats = self.trainer.train_epoch(images, stage=t, max_d_steps=c.max_d_steps, progress=progress)
-            losses.append(stats); train_seconds += stats.seconds
-            if stats.diverged: diverged = True; break
-        start = time.perf_counter()
-        if not diverged:
-            try: scores, state = self._score()
-            except NonFiniteImagesError: diverged = True
-        eval_seconds = time.perf_counter() - start
-        extra = dict(d_loss=losses[-1].d_loss, g_loss=losses[-1].g_loss, train_seconds=Seconds(train_seconds),
-                     eval_seconds=Seconds(eval_seconds), diverged=diverged)
-        if diverged:
-            self.diverged = True
-            obs = self._observation(self.is_, self.fid, torch.zeros(self.state_dim))
-            return obs, float(c.divergence_penalty), True, False, self._info(**extra)
-        reward = step_reward(self.is_, self.fid, scores.is_mean, scores.fid, self.alpha)
-        self.is_, self.fid = scores.is_mean, scores.fid
-        return self._observation(self.is_, self.fid, state), float(reward), self.depth == self.n_cells, False, self._info(**extra)
+# %% ../nbs/06_mdp.ipynb #202059fd
+@patch
+def step(self: GanSearchEnv, action):
+    if self.G is None: raise RuntimeError('call reset() before step()')
+    if self.depth >= self.n_cells or self.diverged: raise RuntimeError('the episode has ended: call reset()')
+    c, t = self.config, self.depth
+    cell = cell_from_action(np.asarray(action).reshape(-1), t)
+    with self._seeded(t + 1): new_params = self.G.grow(cell)
+    self.trainer.add_generator_params(new_params)
+    images = self.stage_images(self.G.resolution)
+    losses, train_seconds, diverged = [], 0.0, False
+    for k in range(c.epochs_per_step):
+        report = self.progress_callback
+        progress = None if report is None else lambda done, total, k=k: report(k * total + done, c.epochs_per_step * total)
+        stats = self.trainer.train_epoch(images, stage=t, max_d_steps=c.max_d_steps, progress=progress)
+        losses.append(stats); train_seconds += stats.seconds
+        if stats.diverged: diverged = True; break
+    start = time.perf_counter()
+    if not diverged:
+        try: scores, state = self._score()
+        except NonFiniteImagesError: diverged = True
+    eval_seconds = time.perf_counter() - start
+    extra = dict(d_loss=losses[-1].d_loss, g_loss=losses[-1].g_loss, train_seconds=Seconds(train_seconds),
+                 eval_seconds=Seconds(eval_seconds), diverged=diverged)
+    if diverged:
+        self.diverged = True
+        obs = self._observation(self.is_, self.fid, torch.zeros(self.state_dim))
+        return obs, float(c.divergence_penalty), True, False, self._info(**extra)
+    reward = step_reward(self.is_, self.fid, scores.is_mean, scores.fid, self.alpha)
+    self.is_, self.fid = scores.is_mean, scores.fid
+    return self._observation(self.is_, self.fid, state), float(reward), self.depth == self.n_cells, False, self._info(**extra)

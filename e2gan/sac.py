@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from .utils import default_device
 from .searchspace import n_cells_for_heads
+from fastcore.basics import patch
 from .agent import SearchAgent, ReplayBuffer, RunningNorm, mlp, head_sizes_of, obs_dim_of, active_head_mask
 
 # %% auto #0
@@ -137,7 +138,7 @@ class JointCritic(nn.Module):
         feats = one_hot_heads(actions, self.head_sizes) * self.unit_active[depth]
         return (self.state_tower(obs) * self.action_tower(feats)).sum(-1)
 
-# %% ../nbs/09_sac.ipynb #5d081dcb
+# %% ../nbs/09_sac.ipynb #3d5cc505
 class SACBase(SearchAgent):
     "What both SAC agents share: networks' bookkeeping, temperature, buffer, the update schedule of Algorithm 1, saving."
     act_dim: int                      # length of a stored action: 14 logits (Gaussian) or 6 indices (categorical)
@@ -198,74 +199,83 @@ class SACBase(SearchAgent):
         if not self.config.scale_rewards or len(self.buffer) < 2: return torch.ones((), device=self.device)
         return self.buffer.data['reward'][:len(self.buffer)].std().clamp_min(1e-6)
 
-    # ---- learning: the schedule of Algorithm 1 ----
-    def update_after_step(self, explore: bool) -> dict:
-        c = self.config
-        return self._updates(c.updates_explore if explore else c.updates_exploit, min(len(self.buffer), c.batch_size))
+# %% ../nbs/09_sac.ipynb #8ad06329
+@patch
+def update_after_step(self: SACBase, explore: bool) -> dict:
+    c = self.config
+    return self._updates(c.updates_explore if explore else c.updates_exploit, min(len(self.buffer), c.batch_size))
 
-    def update_after_trajectory(self) -> dict:
-        return self._updates(int(self.config.full_buffer_update), len(self.buffer))
+@patch
+def update_after_trajectory(self: SACBase) -> dict:
+    return self._updates(int(self.config.full_buffer_update), len(self.buffer))
 
-    def _updates(self, n: int, batch_size: int) -> dict:
-        if len(self.buffer) < self.config.learning_starts or n == 0: return {}
-        stats = [self._update(batch_size) for _ in range(n)]
-        out = {k: float(torch.stack([s[k] for s in stats]).mean()) for k in stats[0]}   # one sync per env step
-        return dict(out, temperature=self.temperature, updates=n)
+@patch
+def _updates(self: SACBase, n: int, batch_size: int) -> dict:
+    if len(self.buffer) < self.config.learning_starts or n == 0: return {}
+    stats = [self._update(batch_size) for _ in range(n)]
+    out = {k: float(torch.stack([s[k] for s in stats]).mean()) for k in stats[0]}   # one sync per env step
+    return dict(out, temperature=self.temperature, updates=n)
 
-    def _update(self, batch_size: int) -> dict[str, torch.Tensor]:
-        "One SAC update on a minibatch: critics, actor, temperature, then the Polyak step."
-        b = self.buffer.sample(batch_size, self.generator)
-        critic_loss = self.critic_loss(b)
-        self.critic_opt.zero_grad(set_to_none=True); critic_loss.backward(); self.critic_opt.step()
-        actor_loss, entropy = self.actor_loss(b)
-        self.actor_opt.zero_grad(set_to_none=True); actor_loss.backward(); self.actor_opt.step()
-        # the actor's loss also left gradients on the critics; they are cleared before the next critic step
-        if self.temperature_opt is not None:            # raises beta when the entropy is below its target
-            temperature_loss = (self.log_temperature * (entropy - self.entropy_target(b))).mean()
-            self.temperature_opt.zero_grad(set_to_none=True); temperature_loss.backward(); self.temperature_opt.step()
-        with torch.no_grad():                            # Polyak: target <- tau * critic + (1 - tau) * target
-            for net, target in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
-                for p, tp in zip(net.parameters(), target.parameters()): tp.lerp_(p, self.config.tau)
-        self.n_updates += 1
-        return dict(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(), entropy=entropy.mean())
+@patch
+def _update(self: SACBase, batch_size: int) -> dict[str, torch.Tensor]:
+    "One SAC update on a minibatch: critics, actor, temperature, then the Polyak step."
+    b = self.buffer.sample(batch_size, self.generator)
+    critic_loss = self.critic_loss(b)
+    self.critic_opt.zero_grad(set_to_none=True); critic_loss.backward(); self.critic_opt.step()
+    actor_loss, entropy = self.actor_loss(b)
+    self.actor_opt.zero_grad(set_to_none=True); actor_loss.backward(); self.actor_opt.step()
+    # the actor's loss also left gradients on the critics; they are cleared before the next critic step
+    if self.temperature_opt is not None:            # raises beta when the entropy is below its target
+        temperature_loss = (self.log_temperature * (entropy - self.entropy_target(b))).mean()
+        self.temperature_opt.zero_grad(set_to_none=True); temperature_loss.backward(); self.temperature_opt.step()
+    with torch.no_grad():                            # Polyak: target <- tau * critic + (1 - tau) * target
+        for net, target in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
+            for p, tp in zip(net.parameters(), target.parameters()): tp.lerp_(p, self.config.tau)
+    self.n_updates += 1
+    return dict(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(), entropy=entropy.mean())
 
-    # ---- saving ----
-    def state_dict(self) -> dict:
-        return dict(kind='sac', name=self.name, config=asdict(self.config), head_sizes=list(self.head_sizes), obs_dim=self.obs_dim,
-                    nets={k: m.state_dict() for k, m in self.modules.items()}, norm=self.norm.state_dict(),
-                    actor_opt=self.actor_opt.state_dict(), critic_opt=self.critic_opt.state_dict(),
-                    log_temperature=self.log_temperature.detach().cpu().clone(),
-                    temperature_opt=self.temperature_opt.state_dict() if self.temperature_opt else None,
-                    buffer=self.buffer.state_dict(), generator=self.generator.get_state(), n_updates=self.n_updates)
+# %% ../nbs/09_sac.ipynb #eefea1fb
+@patch
+def state_dict(self: SACBase) -> dict:
+    return dict(kind='sac', name=self.name, config=asdict(self.config), head_sizes=list(self.head_sizes), obs_dim=self.obs_dim,
+                nets={k: m.state_dict() for k, m in self.modules.items()}, norm=self.norm.state_dict(),
+                actor_opt=self.actor_opt.state_dict(), critic_opt=self.critic_opt.state_dict(),
+                log_temperature=self.log_temperature.detach().cpu().clone(),
+                temperature_opt=self.temperature_opt.state_dict() if self.temperature_opt else None,
+                buffer=self.buffer.state_dict(), generator=self.generator.get_state(), n_updates=self.n_updates)
 
-    def _check_same_agent(self, d: dict) -> None:
-        if d.get('kind') != 'sac': raise ValueError(f"not the state of a SAC agent (kind {d.get('kind')!r})")
-        if d.get('name') != self.name: raise ValueError(
-            f"the saved state is of the SAC agent {d.get('name')!r}, this is {self.name!r} ({type(self).__name__}): "
-            "their networks differ; build the agent the state was saved from")
-        for k, v in dict(head_sizes=list(self.head_sizes), obs_dim=self.obs_dim).items():
-            if d[k] != v: raise ValueError(f'the saved SAC agent has {k} {d[k]}, this one {v}: build the agent for the same spaces')
+@patch
+def _check_same_agent(self: SACBase, d: dict) -> None:
+    if d.get('kind') != 'sac': raise ValueError(f"not the state of a SAC agent (kind {d.get('kind')!r})")
+    if d.get('name') != self.name: raise ValueError(
+        f"the saved state is of the SAC agent {d.get('name')!r}, this is {self.name!r} ({type(self).__name__}): "
+        "their networks differ; build the agent the state was saved from")
+    for k, v in dict(head_sizes=list(self.head_sizes), obs_dim=self.obs_dim).items():
+        if d[k] != v: raise ValueError(f'the saved SAC agent has {k} {d[k]}, this one {v}: build the agent for the same spaces')
 
-    def load_state_dict(self, d: dict) -> None:
-        self._check_same_agent(d)
-        mine, theirs = asdict(self.config), {**d['config'], 'log_std_bounds': tuple(d['config']['log_std_bounds'])}
-        if theirs != mine: raise ValueError(f'the saved SAC agent has config {d["config"]}, this one {mine}: build the agent with the saved settings')
-        for k, m in self.modules.items(): m.load_state_dict(d['nets'][k])
-        self.norm.load_state_dict(d['norm'])
-        self.actor_opt.load_state_dict(d['actor_opt']); self.critic_opt.load_state_dict(d['critic_opt'])
-        with torch.no_grad(): self.log_temperature.copy_(d['log_temperature'])
-        if self.temperature_opt is not None: self.temperature_opt.load_state_dict(d['temperature_opt'])
-        self.buffer.load_state_dict(d['buffer']); self.generator.set_state(d['generator']); self.n_updates = d['n_updates']
+@patch
+def load_state_dict(self: SACBase, d: dict) -> None:
+    self._check_same_agent(d)
+    mine, theirs = asdict(self.config), {**d['config'], 'log_std_bounds': tuple(d['config']['log_std_bounds'])}
+    if theirs != mine: raise ValueError(f'the saved SAC agent has config {d["config"]}, this one {mine}: build the agent with the saved settings')
+    for k, m in self.modules.items(): m.load_state_dict(d['nets'][k])
+    self.norm.load_state_dict(d['norm'])
+    self.actor_opt.load_state_dict(d['actor_opt']); self.critic_opt.load_state_dict(d['critic_opt'])
+    with torch.no_grad(): self.log_temperature.copy_(d['log_temperature'])
+    if self.temperature_opt is not None: self.temperature_opt.load_state_dict(d['temperature_opt'])
+    self.buffer.load_state_dict(d['buffer']); self.generator.set_state(d['generator']); self.n_updates = d['n_updates']
 
-    def policy_state(self) -> dict:
-        "What acting reads: the actor's weights and the observation statistics (CPU tensors)."
-        cpu = lambda sd: {k: v.detach().cpu().clone() for k, v in sd.items()}
-        return dict(kind='sac', name=self.name, head_sizes=list(self.head_sizes), obs_dim=self.obs_dim,
-                    actor=cpu(self.actor.state_dict()), norm=cpu(self.norm.state_dict()))
+@patch
+def policy_state(self: SACBase) -> dict:
+    "What acting reads: the actor's weights and the observation statistics (CPU tensors)."
+    cpu = lambda sd: {k: v.detach().cpu().clone() for k, v in sd.items()}
+    return dict(kind='sac', name=self.name, head_sizes=list(self.head_sizes), obs_dim=self.obs_dim,
+                actor=cpu(self.actor.state_dict()), norm=cpu(self.norm.state_dict()))
 
-    def load_policy_state(self, d: dict) -> None:
-        self._check_same_agent(d)
-        self.actor.load_state_dict(d['actor']); self.norm.load_state_dict(d['norm'])
+@patch
+def load_policy_state(self: SACBase, d: dict) -> None:
+    self._check_same_agent(d)
+    self.actor.load_state_dict(d['actor']); self.norm.load_state_dict(d['norm'])
 
 # %% ../nbs/09_sac.ipynb #b7d20c12
 class GaussianSAC(SACBase):

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from .searchspace import (Architecture, Cell, action_from_cell, action_head_sizes, all_architectures, arch_from_index,
                                arch_index, cell_fields, cell_from_action, cell_index, cells_at, options_at, parse_arch,
                                random_architecture, space_size)
+from fastcore.basics import patch
 from .utils import configure_threads
 from .mdp import search_score, step_reward
 
@@ -216,7 +217,7 @@ def _landscape(seed: int, n_cells: int, interaction_share: float, remainder_shar
         out[name] = dict(effects=e, weights=weights, stats=stats, z=[(zt - m) / s for zt, (m, s) in zip(zs, stats)])
     return out
 
-# %% ../nbs/07_surrogate.ipynb #545edc1a
+# %% ../nbs/07_surrogate.ipynb #1bf00633
 class SurrogateEnv(gym.Env):
     "`GanSearchEnv`'s spaces, observations and rewards, with IS and FID from a seeded synthetic landscape whose optimum is known."
     metadata = {'render_modes': []}
@@ -284,112 +285,127 @@ class SurrogateEnv(gym.Env):
             self._state_B.append(b)
         self._state_gain = state_sd / np.tanh(self._state_A @ self._state_h0 + self._state_B[0]).std()
 
-    # the true landscape
-    def _as_arch(self, arch, full: bool = True) -> Architecture:
-        arch = parse_arch(arch)
-        if (len(arch) != self.n_cells) if full else (len(arch) > self.n_cells): raise ValueError(
-            f'this surrogate has {self.n_cells} cells; the architecture {arch} has {len(arch)}')
-        return arch
+# %% ../nbs/07_surrogate.ipynb #653c0082
+@patch
+def _as_arch(self: SurrogateEnv, arch, full: bool = True) -> Architecture:
+    arch = parse_arch(arch)
+    if (len(arch) != self.n_cells) if full else (len(arch) > self.n_cells): raise ValueError(
+        f'this surrogate has {self.n_cells} cells; the architecture {arch} has {len(arch)}')
+    return arch
 
-    def true_metrics(self, archs: Sequence) -> tuple[np.ndarray, np.ndarray]:
-        "Noise-free IS and FID of a batch of equally long prefixes, computed from the effect tables (not looked up)."
-        archs = [self._as_arch(a, full=False) for a in archs]
-        if not archs: raise ValueError('true_metrics needs at least one architecture')
-        t, fields, z = len(archs[0]), arch_fields(archs), {}
-        if t == 0: return self._is_tables[0][[0] * len(archs)], self._fid_tables[0][[0] * len(archs)]
-        for name in ('is', 'fid'):
-            land, (m, s) = self._land[name], self._land[name]['stats'][t]
-            z[name] = (land['weights'] @ np.stack(latent_parts(land['effects'], fields)) - m) / s
-        m, s = self._mix_stats[t]
-        is_, log_fid = self._from_latents(t, z['is'], (self._mix[0] * z['is'] + self._mix[1] * z['fid'] - m) / s)
-        return is_, np.exp(log_fid)
+@patch
+def true_metrics(self: SurrogateEnv, archs: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    "Noise-free IS and FID of a batch of equally long prefixes, computed from the effect tables (not looked up)."
+    archs = [self._as_arch(a, full=False) for a in archs]
+    if not archs: raise ValueError('true_metrics needs at least one architecture')
+    t, fields, z = len(archs[0]), arch_fields(archs), {}
+    if t == 0: return self._is_tables[0][[0] * len(archs)], self._fid_tables[0][[0] * len(archs)]
+    for name in ('is', 'fid'):
+        land, (m, s) = self._land[name], self._land[name]['stats'][t]
+        z[name] = (land['weights'] @ np.stack(latent_parts(land['effects'], fields)) - m) / s
+    m, s = self._mix_stats[t]
+    is_, log_fid = self._from_latents(t, z['is'], (self._mix[0] * z['is'] + self._mix[1] * z['fid'] - m) / s)
+    return is_, np.exp(log_fid)
 
-    def scores(self, archs: Sequence) -> np.ndarray:
-        "Noise-free scores IS - alpha * FID of a batch of complete architectures."
-        is_, fid = self.true_metrics([self._as_arch(a) for a in archs])
-        return search_score(is_, fid, self.alpha)
+@patch
+def scores(self: SurrogateEnv, archs: Sequence) -> np.ndarray:
+    "Noise-free scores IS - alpha * FID of a batch of complete architectures."
+    is_, fid = self.true_metrics([self._as_arch(a) for a in archs])
+    return search_score(is_, fid, self.alpha)
 
-    def score(self, arch) -> float:
-        "The noise-free score IS - alpha * FID of one complete architecture (what Eq. 5 of the paper maximises)."
-        return float(self.scores([arch])[0])
+@patch
+def score(self: SurrogateEnv, arch) -> float:
+    "The noise-free score IS - alpha * FID of one complete architecture (what Eq. 5 of the paper maximises)."
+    return float(self.scores([arch])[0])
 
-    def all_scores(self) -> np.ndarray:
-        "The true score of every architecture, in `all_architectures` order (read-only)."
-        return self._scores
+@patch
+def all_scores(self: SurrogateEnv) -> np.ndarray:
+    "The true score of every architecture, in `all_architectures` order (read-only)."
+    return self._scores
 
-    def stage_tables(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        "Noise-free IS and FID of every prefix of `t` cells, in enumeration order (read-only)."
-        return self._is_tables[t], self._fid_tables[t]
+@patch
+def stage_tables(self: SurrogateEnv, t: int) -> tuple[np.ndarray, np.ndarray]:
+    "Noise-free IS and FID of every prefix of `t` cells, in enumeration order (read-only)."
+    return self._is_tables[t], self._fid_tables[t]
 
-    def optimum(self) -> tuple[Architecture, float]:
-        "The best architecture and its true score, found by scoring the whole space."
-        return arch_from_index(self._best, self.n_cells), float(self._scores[self._best])
+@patch
+def optimum(self: SurrogateEnv) -> tuple[Architecture, float]:
+    "The best architecture and its true score, found by scoring the whole space."
+    return arch_from_index(self._best, self.n_cells), float(self._scores[self._best])
 
-    def regret(self, arch) -> float:
-        "How far the true score of `arch` falls short of the optimum's (0 at the optimum)."
-        return float(self._scores[self._best] - self._scores[arch_index(self._as_arch(arch))])
+@patch
+def regret(self: SurrogateEnv, arch) -> float:
+    "How far the true score of `arch` falls short of the optimum's (0 at the optimum)."
+    return float(self._scores[self._best] - self._scores[arch_index(self._as_arch(arch))])
 
-    # the MDP
-    def _observe(self) -> tuple[np.ndarray, dict]:
-        t, k = self._t, self._prefix
-        true_is, true_fid = float(self._is_tables[t][k]), float(self._fid_tables[t][k])
-        self._is, self._fid = max(1., true_is + self._eps[0]), true_fid * math.exp(self._eps[1])
-        obs = np.empty(3 + self.state_dim, np.float32)
-        obs[0], obs[1], obs[2] = t, self._is, self.fid_scale * self._fid
-        obs[3:] = self._state_gain * self._h
-        arch = Architecture(tuple(self._cells))
-        info = {'arch': arch.to_vector(), 'description': arch.describe(), 'is': self._is, 'fid': self._fid,
-                'diverged': False, 'true_is': true_is, 'true_fid': true_fid, 'true_score': search_score(true_is, true_fid, self.alpha)}
-        return obs, info
+# %% ../nbs/07_surrogate.ipynb #42f154b0
+@patch
+def _observe(self: SurrogateEnv) -> tuple[np.ndarray, dict]:
+    t, k = self._t, self._prefix
+    true_is, true_fid = float(self._is_tables[t][k]), float(self._fid_tables[t][k])
+    self._is, self._fid = max(1., true_is + self._eps[0]), true_fid * math.exp(self._eps[1])
+    obs = np.empty(3 + self.state_dim, np.float32)
+    obs[0], obs[1], obs[2] = t, self._is, self.fid_scale * self._fid
+    obs[3:] = self._state_gain * self._h
+    arch = Architecture(tuple(self._cells))
+    info = {'arch': arch.to_vector(), 'description': arch.describe(), 'is': self._is, 'fid': self._fid,
+            'diverged': False, 'true_is': true_is, 'true_fid': true_fid, 'true_score': search_score(true_is, true_fid, self.alpha)}
+    return obs, info
 
-    def _luck(self, t: int, prefix: int) -> tuple[float, float]:
-        "Standardised (IS, FID) errors of stage t: an AR(1) step whose innovation is a function of (reset seed, prefix)."
-        u1, u2 = _uniform_pair(self._key, prefix * (self.n_cells + 1) + t)
-        r = math.sqrt(-2 * math.log1p(-u1))                  # Box-Muller: two independent standard normals
-        a, b = r * math.cos(2 * math.pi * u2), r * math.sin(2 * math.pi * u2)
-        rho = self._noise_corr
-        fid = rho * a + math.sqrt(1 - rho * rho) * b            # IS and FID errors of a stage correlate
-        if t == 0: return a, fid
-        c, k = self._stage_corr, math.sqrt(1 - self._stage_corr ** 2)
-        return c * self._luck_prev[0] + k * a, c * self._luck_prev[1] + k * fid   # a run carries its luck along
+@patch
+def _luck(self: SurrogateEnv, t: int, prefix: int) -> tuple[float, float]:
+    "Standardised (IS, FID) errors of stage t: an AR(1) step whose innovation is a function of (reset seed, prefix)."
+    u1, u2 = _uniform_pair(self._key, prefix * (self.n_cells + 1) + t)
+    r = math.sqrt(-2 * math.log1p(-u1))                  # Box-Muller: two independent standard normals
+    a, b = r * math.cos(2 * math.pi * u2), r * math.sin(2 * math.pi * u2)
+    rho = self._noise_corr
+    fid = rho * a + math.sqrt(1 - rho * rho) * b            # IS and FID errors of a stage correlate
+    if t == 0: return a, fid
+    c, k = self._stage_corr, math.sqrt(1 - self._stage_corr ** 2)
+    return c * self._luck_prev[0] + k * a, c * self._luck_prev[1] + k * fid   # a run carries its luck along
 
-    def _draw_noise(self) -> None:
-        self._luck_prev = self._luck(self._t, self._prefix)
-        self._eps = (float(self._luck_prev[0] * self.is_noise_sd[self._t]), float(self._luck_prev[1] * self.log_fid_noise_sd[self._t]))
+@patch
+def _draw_noise(self: SurrogateEnv) -> None:
+    self._luck_prev = self._luck(self._t, self._prefix)
+    self._eps = (float(self._luck_prev[0] * self.is_noise_sd[self._t]), float(self._luck_prev[1] * self.log_fid_noise_sd[self._t]))
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self._key = int(self.np_random.integers(2**63))
-        self._t, self._prefix, self._cells, self._h = 0, 0, [], self._state_h0
-        self._draw_noise()
-        return self._observe()
+@patch
+def reset(self: SurrogateEnv, *, seed: int | None = None, options: dict | None = None):
+    gym.Env.reset(self, seed=seed)     # seeds self.np_random, as gymnasium asks of every reset
+    self._key = int(self.np_random.integers(2**63))
+    self._t, self._prefix, self._cells, self._h = 0, 0, [], self._state_h0
+    self._draw_noise()
+    return self._observe()
 
-    def step(self, action):
-        t = self._t
-        if t is None or t >= self.n_cells:
-            raise RuntimeError('call reset() before step()' if t is None else 'the episode has ended: call reset()')
-        a = np.asarray(action)
-        if a.shape != self.head_sizes.shape or a.dtype.kind not in 'iub' or (a < 0).any() or (a >= self.head_sizes).any():
-            raise ValueError(f'an action is {len(self.head_sizes)} integers, each below {self.head_sizes.tolist()}; got {action!r}')
-        a = a.tolist()
-        cell = cell_from_action(a, t)
-        k = cell_index(cell, t)
-        self._cells.append(cell)
-        self._prefix = self._prefix * options_at(t) + k
-        self._h = np.tanh(self._state_A @ self._h + self._state_B[t][k])
-        self._t = t + 1
-        self._draw_noise()
-        last_is, last_fid = self._is, self._fid
-        obs, info = self._observe()
-        reward = step_reward(last_is, last_fid, self._is, self._fid, self.alpha)
-        terminated = self._t == self.n_cells
-        if terminated: info['regret'] = float(self._scores[self._best] - self._scores[self._prefix])
-        return obs, float(reward), terminated, False, info
+@patch
+def step(self: SurrogateEnv, action):
+    t = self._t
+    if t is None or t >= self.n_cells:
+        raise RuntimeError('call reset() before step()' if t is None else 'the episode has ended: call reset()')
+    a = np.asarray(action)
+    if a.shape != self.head_sizes.shape or a.dtype.kind not in 'iub' or (a < 0).any() or (a >= self.head_sizes).any():
+        raise ValueError(f'an action is {len(self.head_sizes)} integers, each below {self.head_sizes.tolist()}; got {action!r}')
+    a = a.tolist()
+    cell = cell_from_action(a, t)
+    k = cell_index(cell, t)
+    self._cells.append(cell)
+    self._prefix = self._prefix * options_at(t) + k
+    self._h = np.tanh(self._state_A @ self._h + self._state_B[t][k])
+    self._t = t + 1
+    self._draw_noise()
+    last_is, last_fid = self._is, self._fid
+    obs, info = self._observe()
+    reward = step_reward(last_is, last_fid, self._is, self._fid, self.alpha)
+    terminated = self._t == self.n_cells
+    if terminated: info['regret'] = float(self._scores[self._best] - self._scores[self._prefix])
+    return obs, float(reward), terminated, False, info
 
-    def __str__(self): return repr(self)
-    def __repr__(self):
-        return (f'SurrogateEnv(n_cells={self.n_cells}, seed={self.landscape_seed}, noise={self.noise}, spread={self.spread}, '
-                f'interaction_share={self.interaction_share}, remainder_share={self.remainder_share}, alpha={self.alpha})')
+@patch
+def __str__(self: SurrogateEnv): return repr(self)
+@patch
+def __repr__(self: SurrogateEnv):
+    return (f'SurrogateEnv(n_cells={self.n_cells}, seed={self.landscape_seed}, noise={self.noise}, spread={self.spread}, '
+            f'interaction_share={self.interaction_share}, remainder_share={self.remainder_share}, alpha={self.alpha})')
 
 # %% ../nbs/07_surrogate.ipynb #76a2d28f
 def _floored_normal_moments(x: np.ndarray, sd: float) -> tuple[np.ndarray, np.ndarray]:
