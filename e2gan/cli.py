@@ -90,20 +90,47 @@ def add_search_arguments(p) -> None:
 # %% ../nbs/17_cli.ipynb #eff3a831
 def cmd_train(args) -> int:
     from e2gan.retrain import train_from_options
-    overrides = dict(epochs=args.epochs, device=args.device, data_root=args.data_root, data_path=args.data_path,
-                     gf_dim=args.gf_dim, df_dim=args.df_dim, latent_dim=args.latent_dim, bottom_width=args.bottom_width,
-                     num_images=args.num_images, backend=args.backend, eval_every=args.eval_every,
-                     eval_images=args.eval_images, best_by=args.best_by, lr=args.lr, g_lr=args.g_lr, d_lr=args.d_lr,
-                     g_batch=args.g_batch, d_batch=args.d_batch, n_critic=args.n_critic, ema_decay=args.ema_decay,
-                     ema_warmup=True if args.ema_warmup else None, lr_decay=True if args.lr_decay else None,
-                     amp=True if args.bf16 else None, channels_last=True if args.channels_last else None, seed=args.seed,
-                     inception_weights=args.inception_weights, deterministic=True if args.deterministic else None)
-    summary = train_from_options(args.out, arch=args.arch, arch_preset=args.arch_preset, from_search=args.from_search,
-                                 rank=args.rank, dataset=args.dataset, preset=args.preset, resume=args.resume,
-                                 progress=not args.quiet, **overrides)
+    if getattr(args, 'nproc', None) and args.nproc > 1: return _train_in_processes(args)
+    summary = train_from_options(args.out, progress=not args.quiet, **_train_options(args))
+    if int(os.environ.get('RANK', 0)) != 0: return 0        # under a launcher, rank 0 speaks for the run
     print(json.dumps(summary, indent=2, default=str))
     for note in summary.get('notes', []): print(f'note: {note}', file=sys.stderr)
     return 0
+
+def _train_options(args) -> dict:
+    "The keyword arguments of `config_from_options` that `e2gan train`'s options give."
+    return dict(arch=args.arch, arch_preset=args.arch_preset, from_search=args.from_search, rank=args.rank, dataset=args.dataset,
+                preset=args.preset, resume=args.resume, epochs=args.epochs, device=args.device, data_root=args.data_root,
+                data_path=args.data_path, gf_dim=args.gf_dim, df_dim=args.df_dim, latent_dim=args.latent_dim,
+                bottom_width=args.bottom_width, num_images=args.num_images, backend=args.backend, eval_every=args.eval_every,
+                eval_images=args.eval_images, best_by=args.best_by, lr=args.lr, g_lr=args.g_lr, d_lr=args.d_lr,
+                g_batch=args.g_batch, d_batch=args.d_batch, n_critic=args.n_critic, ema_decay=args.ema_decay,
+                ema_warmup=True if args.ema_warmup else None, lr_decay=True if args.lr_decay else None,
+                amp=True if args.bf16 else None, channels_last=True if args.channels_last else None, seed=args.seed,
+                inception_weights=args.inception_weights, deterministic=True if args.deterministic else None)
+
+def _train_in_processes(args) -> int:
+    "`e2gan train --nproc N`: check the options here, then run the same command in N processes (torch's elastic launcher)."
+    from e2gan.retrain import WorkerFailed, check_processes, config_from_options, last_checkpoint_note, launch
+    check_processes(args.nproc, args.device)
+    config = config_from_options(args.out, **_train_options(args))      # bad options: one line here, no process started
+    if config.gan.d_batch % args.nproc or config.gan.g_batch % args.nproc:
+        raise ValueError(f'the D batch ({config.gan.d_batch}) and G batch ({config.gan.g_batch}) must split evenly over {args.nproc} processes')
+    try: launch(args.nproc, _train_worker, args)
+    except WorkerFailed as e:
+        print(f'e2gan train: error: {e}; {last_checkpoint_note(args.out)}', file=sys.stderr); return 1
+    return 0
+
+def _train_worker(args) -> None:
+    "One process of `e2gan train --nproc N`: the command itself, as torchrun would start it; expected errors in one line (rank 0's)."
+    from e2gan.utils import configure_threads
+    configure_threads()
+    args.nproc = None
+    try: code = args.func(args)
+    except expected_errors() as e:
+        if int(os.environ.get('RANK', 0)) == 0: print(f"e2gan train: error: {' '.join(str(e).split())}", file=sys.stderr)
+        code = 2
+    if code: sys.exit(code)
 
 # %% ../nbs/17_cli.ipynb #6713742f
 def add_train_arguments(p) -> None:
@@ -141,6 +168,8 @@ def add_train_arguments(p) -> None:
     p.add_argument('--channels-last', action='store_true', help='NHWC memory layout (CUDA)')
     p.add_argument('--deterministic', action='store_true', help="PyTorch's deterministic algorithms where it has them (slower; see README)")
     p.add_argument('--seed', type=int)
+    p.add_argument('--nproc', type=int, help='data-parallel over N processes (one per GPU; gloo on --device cpu); '
+                   'the same as torchrun --nproc-per-node N -m e2gan.cli train ...')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=cmd_train)
 
@@ -275,3 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     except expected_errors() as e:
         message = ' '.join(line.strip() for line in str(e).splitlines())      # one line, however the message was wrapped
         print(f'e2gan {args.command}: error: {message}', file=sys.stderr); return 2
+
+if __name__ == '__main__': sys.exit(main())   # python -m e2gan.cli (what torchrun -m runs)
+
