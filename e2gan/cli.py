@@ -10,8 +10,9 @@ from .searchspace import ARCH_PRESETS, parse_arch, space_size
 
 # %% auto #0
 __all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_search_arguments', 'cmd_train', 'add_train_arguments',
-           'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments', 'cmd_bench_search',
-           'cmd_bench_reward', 'cmd_bench_train', 'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
+           'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments', 'cmd_import_checkpoint',
+           'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward', 'cmd_bench_train',
+           'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
 
 # %% ../nbs/17_cli.ipynb #a5119c01
 def cmd_arch(args) -> int:
@@ -203,6 +204,35 @@ def add_sample_arguments(p) -> None:
     p.add_argument('--device')
     p.set_defaults(func=cmd_sample)
 
+# %% ../nbs/17_cli.ipynb #8cdda1bd
+def cmd_import_checkpoint(args) -> int:
+    from e2gan.published import import_checkpoint
+    done = import_checkpoint(args.file, ' '.join(args.arch), args.out, gf_dim=args.gf_dim, bottom_width=args.bottom_width,
+                             latent_dim=args.latent_dim, weights=args.weights, dataset=args.dataset, overwrite=args.force)
+    if args.json: print(json.dumps(done, indent=2)); return 0
+    print(f"imported {done['file']} ({done['format']}, {done['weights']}"
+          f"{', epoch ' + str(done['epoch']) if done['epoch'] is not None else ''}) -> {done['out']}")
+    print(done['description'])
+    print(f"arch vector: {' '.join(map(str, done['arch']))}; gf_dim {done['gf_dim']}, bottom width {done['bottom_width']}, "
+          f"latent {done['latent_dim']}: {done['resolution']}x{done['resolution']} images ({done['dataset']} recipe)")
+    print(f"{done['keys_used']} tensors used, {done['keys_ignored']} candidate ops the architecture does not use ignored; "
+          f"discriminator {done['discriminator']}; checked against the public computation (largest difference {done['check_difference']:.1e})")
+    print(f"evaluate: e2gan eval --checkpoint {done['out']} --num-images 50000 --splits 10")
+    return 0
+
+def add_import_checkpoint_arguments(p) -> None:
+    p.add_argument('file', help='a .pth of the public E2GAN/AutoGAN code (avg_gen_state_dict / gen_state_dict, or a bare state dict)')
+    p.add_argument('--arch', nargs='+', required=True, help=f"the architecture: a preset ({', '.join(ARCH_PRESETS)}) or the 14-integer vector")
+    p.add_argument('--gf-dim', type=int, help='generator width (default: what the tensors say; checked when given)')
+    p.add_argument('--bottom-width', type=int, help='stem size: 4 for 32x32 (CIFAR-10), 6 for 48x48 (STL-10) (default: from the tensors)')
+    p.add_argument('--latent-dim', type=int, help='noise size (default: from the tensors)')
+    p.add_argument('--weights', choices=['ema', 'raw'], default='ema', help='avg_gen_state_dict (the EMA, default, what the public test script scores) or gen_state_dict')
+    p.add_argument('--dataset', help='the data set whose recipe and statistics the checkpoint refers to (default: cifar10 for bottom width 4, stl10 for 6)')
+    p.add_argument('--out', required=True, help='the e2gan checkpoint to write (.pt)')
+    p.add_argument('--force', action='store_true', help='replace --out if it exists')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_import_checkpoint)
+
 # %% ../nbs/17_cli.ipynb #afc45cf9
 def cmd_bench_search(args) -> int:
     from e2gan.agents import AGENTS
@@ -269,6 +299,7 @@ COMMANDS = {
     'train': ('retrain an architecture from scratch with the published recipe', add_train_arguments),
     'eval': ("IS and FID of a checkpoint's (EMA) generator", add_eval_arguments),
     'sample': ("a PNG grid of samples from a checkpoint's generator", add_sample_arguments),
+    'import-checkpoint': ("the authors' published generators (public E2GAN/AutoGAN .pth) as an e2gan checkpoint", add_import_checkpoint_arguments),
     'bench': ('benchmarks (figures from one run, never timed tests)', add_bench_arguments),
 }
 
