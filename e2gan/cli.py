@@ -177,16 +177,19 @@ def add_train_arguments(p) -> None:
 # %% ../nbs/17_cli.ipynb #34ae6e1b
 def cmd_eval(args) -> int:
     from e2gan.retrain import evaluate_checkpoint
-    scores = evaluate_checkpoint(args.checkpoint, backend=args.backend, num_images=args.num_images, device=args.device,
-                                 inception_weights=args.inception_weights)
+    scores = evaluate_checkpoint(args.checkpoint, backend=args.backend, num_images=args.num_images, splits=args.splits,
+                                 device=args.device, inception_weights=args.inception_weights, fid_stats=args.fid_stats)
     if args.json: print(json.dumps(scores.as_dict(), indent=2)); return 0
-    print(repr(scores)); return 0
+    print(repr(scores)); print('protocol:'); print(scores.protocol_text()); return 0
 
 def add_eval_arguments(p) -> None:
     p.add_argument('--checkpoint', required=True, help='best.pt or last.pt of `e2gan train`')
     p.add_argument('--backend', choices=['classifier', 'inception'])
     p.add_argument('--inception-weights', help='the InceptionV3 weights file, where it cannot be downloaded (or $E2GAN_INCEPTION_WEIGHTS)')
-    p.add_argument('--num-images', type=int)
+    p.add_argument('--num-images', type=int, help="generated images (the run's eval_images by default; published: 50000)")
+    p.add_argument('--splits', type=int, help="IS splits (the run's by default; published: 10)")
+    p.add_argument('--fid-stats', help='FID against this statistics file (.npz with mu and sigma, as fid_stats_cifar10_train.npz) '
+                   'instead of statistics computed from the training images')
     p.add_argument('--device')
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_eval)

@@ -183,11 +183,12 @@ def build_models(config: RetrainConfig, channels: int) -> tuple[Generator, Discr
     return G, Discriminator(config.n_cells, config.df_dim, channels)
 
 def make_evaluator(config: RetrainConfig, data: ImageDataset, device=None, backend: str | None = None,
-                   num_images: int | None = None, splits: int | None = None, inception_weights=None) -> Evaluator:
-    "The evaluator of a run (IS/FID against the training images); the arguments override the config's."
+                   num_images: int | None = None, splits: int | None = None, inception_weights=None, fid_stats=None) -> Evaluator:
+    "The evaluator of a run (IS/FID against the training images, or a statistics file); the arguments override the config's."
     return Evaluator(data, config.resolution, backend=backend or config.backend, num_images=num_images or config.eval_images,
                      splits=splits or config.eval_splits, device=default_device(device), cache_dir=config.cache_dir,
-                     inception_weights=inception_weights or config.inception_weights, reference_split=config.split)
+                     inception_weights=inception_weights or config.inception_weights, reference_split=config.split,
+                     fid_stats=fid_stats)
 
 def fixed_noise(n: int, latent_dim: int, seed: int = SAMPLE_SEED) -> torch.Tensor:
     "The same `n` latent codes for every grid (drawn on the CPU, so independent of the device)."
@@ -462,13 +463,22 @@ def check_processes(nproc: int, device=None) -> None:
 # %% ../nbs/14_retrain.ipynb #87679cd8
 def evaluate_checkpoint(checkpoint: str | os.PathLike, backend: str | None = None, num_images: int | None = None,
                         splits: int | None = None, device=None, use_ema: bool = True,
-                        data: ImageDataset | None = None, inception_weights=None) -> Scores:
-    "IS and FID of a checkpoint's generator (EMA by default), by the run's evaluator unless overridden."
+                        data: ImageDataset | None = None, inception_weights=None, fid_stats=None) -> Scores:
+    "IS and FID of a checkpoint's generator (EMA by default), by the run's evaluator unless overridden; `scores.protocol` says how."
+    from e2gan.metrics import torch_fidelity_stats_file
     ck = load_run_checkpoint(checkpoint)
     config = ck['config']
     G = load_generator(ck, use_ema, device)
-    data = data if data is not None else load_training_data(config)
-    return make_evaluator(config, data, device, backend, num_images, splits, inception_weights)(G)
+    if fid_stats is None and (backend or config.backend) == 'inception' and (config.dataset, config.split, config.num_images) == ('cifar10', 'train', None) \
+            and config.resolution == 32 and torch_fidelity_stats_file('cifar10-train').is_file():
+        fid_stats = torch_fidelity_stats_file('cifar10-train')      # torch-fidelity's CIFAR-10 training statistics, where it has them
+    if data is None and not (fid_stats is not None and (backend or config.backend) == 'inception'):  # a statistics file needs no images
+        data = load_training_data(config)
+    scores = make_evaluator(config, data, device, backend, num_images, splits, inception_weights, fid_stats)(G)
+    src = ck.get('source')
+    scores.protocol['generator'] = (f"{'EMA' if use_ema else 'raw'} weights of {Path(checkpoint).name if not isinstance(checkpoint, dict) else 'the checkpoint'}"
+                                    f" (epoch {ck['epoch']})" + (f"; imported from {src['file']} ({src['weights']}, sha256 {src['sha256'][:12]}...)" if src else ''))
+    return scores
 
 def sample_grid(checkpoint: str | os.PathLike, n: int = 64, out: str | os.PathLike = 'grid.png', seed: int = SAMPLE_SEED,
                 nrow: int = 8, use_ema: bool = True, device=None) -> Path:
