@@ -339,5 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         message = ' '.join(line.strip() for line in str(e).splitlines())      # one line, however the message was wrapped
         print(f'e2gan {args.command}: error: {message}', file=sys.stderr); return 2
 
-if __name__ == '__main__': sys.exit(main())   # python -m e2gan.cli (what torchrun -m runs)
 
+# %% ../nbs/17_cli.ipynb #4655769e
+#| eval: false
+if __name__ == '__main__': sys.exit(main())   # python -m e2gan.cli (what torchrun -m runs)
