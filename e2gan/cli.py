@@ -10,8 +10,9 @@ from .searchspace import ARCH_PRESETS, parse_arch, space_size
 
 # %% auto #0
 __all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_search_arguments', 'cmd_train', 'add_train_arguments',
-           'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments', 'cmd_bench_search',
-           'cmd_bench_reward', 'cmd_bench_train', 'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
+           'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments', 'cmd_import_checkpoint',
+           'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward', 'cmd_bench_train',
+           'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
 
 # %% ../nbs/17_cli.ipynb #a5119c01
 def cmd_arch(args) -> int:
@@ -90,20 +91,47 @@ def add_search_arguments(p) -> None:
 # %% ../nbs/17_cli.ipynb #eff3a831
 def cmd_train(args) -> int:
     from e2gan.retrain import train_from_options
-    overrides = dict(epochs=args.epochs, device=args.device, data_root=args.data_root, data_path=args.data_path,
-                     gf_dim=args.gf_dim, df_dim=args.df_dim, latent_dim=args.latent_dim, bottom_width=args.bottom_width,
-                     num_images=args.num_images, backend=args.backend, eval_every=args.eval_every,
-                     eval_images=args.eval_images, best_by=args.best_by, lr=args.lr, g_lr=args.g_lr, d_lr=args.d_lr,
-                     g_batch=args.g_batch, d_batch=args.d_batch, n_critic=args.n_critic, ema_decay=args.ema_decay,
-                     ema_warmup=True if args.ema_warmup else None, lr_decay=True if args.lr_decay else None,
-                     amp=True if args.bf16 else None, channels_last=True if args.channels_last else None, seed=args.seed,
-                     inception_weights=args.inception_weights, deterministic=True if args.deterministic else None)
-    summary = train_from_options(args.out, arch=args.arch, arch_preset=args.arch_preset, from_search=args.from_search,
-                                 rank=args.rank, dataset=args.dataset, preset=args.preset, resume=args.resume,
-                                 progress=not args.quiet, **overrides)
+    if getattr(args, 'nproc', None) and args.nproc > 1: return _train_in_processes(args)
+    summary = train_from_options(args.out, progress=not args.quiet, **_train_options(args))
+    if int(os.environ.get('RANK', 0)) != 0: return 0        # under a launcher, rank 0 speaks for the run
     print(json.dumps(summary, indent=2, default=str))
     for note in summary.get('notes', []): print(f'note: {note}', file=sys.stderr)
     return 0
+
+def _train_options(args) -> dict:
+    "The keyword arguments of `config_from_options` that `e2gan train`'s options give."
+    return dict(arch=args.arch, arch_preset=args.arch_preset, from_search=args.from_search, rank=args.rank, dataset=args.dataset,
+                preset=args.preset, resume=args.resume, epochs=args.epochs, device=args.device, data_root=args.data_root,
+                data_path=args.data_path, gf_dim=args.gf_dim, df_dim=args.df_dim, latent_dim=args.latent_dim,
+                bottom_width=args.bottom_width, num_images=args.num_images, backend=args.backend, eval_every=args.eval_every,
+                eval_images=args.eval_images, best_by=args.best_by, lr=args.lr, g_lr=args.g_lr, d_lr=args.d_lr,
+                g_batch=args.g_batch, d_batch=args.d_batch, n_critic=args.n_critic, ema_decay=args.ema_decay,
+                ema_warmup=True if args.ema_warmup else None, lr_decay=True if args.lr_decay else None,
+                amp=True if args.bf16 else None, channels_last=True if args.channels_last else None, seed=args.seed,
+                inception_weights=args.inception_weights, deterministic=True if args.deterministic else None)
+
+def _train_in_processes(args) -> int:
+    "`e2gan train --nproc N`: check the options here, then run the same command in N processes (torch's elastic launcher)."
+    from e2gan.retrain import WorkerFailed, check_processes, config_from_options, last_checkpoint_note, launch
+    check_processes(args.nproc, args.device)
+    config = config_from_options(args.out, **_train_options(args))      # bad options: one line here, no process started
+    if config.gan.d_batch % args.nproc or config.gan.g_batch % args.nproc:
+        raise ValueError(f'the D batch ({config.gan.d_batch}) and G batch ({config.gan.g_batch}) must split evenly over {args.nproc} processes')
+    try: launch(args.nproc, _train_worker, args)
+    except WorkerFailed as e:
+        print(f'e2gan train: error: {e}; {last_checkpoint_note(args.out)}', file=sys.stderr); return 1
+    return 0
+
+def _train_worker(args) -> None:
+    "One process of `e2gan train --nproc N`: the command itself, as torchrun would start it; expected errors in one line (rank 0's)."
+    from e2gan.utils import configure_threads
+    configure_threads()
+    args.nproc = None
+    try: code = args.func(args)
+    except expected_errors() as e:
+        if int(os.environ.get('RANK', 0)) == 0: print(f"e2gan train: error: {' '.join(str(e).split())}", file=sys.stderr)
+        code = 2
+    if code: sys.exit(code)
 
 # %% ../nbs/17_cli.ipynb #6713742f
 def add_train_arguments(p) -> None:
@@ -141,22 +169,27 @@ def add_train_arguments(p) -> None:
     p.add_argument('--channels-last', action='store_true', help='NHWC memory layout (CUDA)')
     p.add_argument('--deterministic', action='store_true', help="PyTorch's deterministic algorithms where it has them (slower; see README)")
     p.add_argument('--seed', type=int)
+    p.add_argument('--nproc', type=int, help='data-parallel over N processes (one per GPU; gloo on --device cpu); '
+                   'the same as torchrun --nproc-per-node N -m e2gan.cli train ...')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=cmd_train)
 
 # %% ../nbs/17_cli.ipynb #34ae6e1b
 def cmd_eval(args) -> int:
     from e2gan.retrain import evaluate_checkpoint
-    scores = evaluate_checkpoint(args.checkpoint, backend=args.backend, num_images=args.num_images, device=args.device,
-                                 inception_weights=args.inception_weights)
+    scores = evaluate_checkpoint(args.checkpoint, backend=args.backend, num_images=args.num_images, splits=args.splits,
+                                 device=args.device, inception_weights=args.inception_weights, fid_stats=args.fid_stats)
     if args.json: print(json.dumps(scores.as_dict(), indent=2)); return 0
-    print(repr(scores)); return 0
+    print(repr(scores)); print('protocol:'); print(scores.protocol_text()); return 0
 
 def add_eval_arguments(p) -> None:
     p.add_argument('--checkpoint', required=True, help='best.pt or last.pt of `e2gan train`')
     p.add_argument('--backend', choices=['classifier', 'inception'])
     p.add_argument('--inception-weights', help='the InceptionV3 weights file, where it cannot be downloaded (or $E2GAN_INCEPTION_WEIGHTS)')
-    p.add_argument('--num-images', type=int)
+    p.add_argument('--num-images', type=int, help="generated images (the run's eval_images by default; published: 50000)")
+    p.add_argument('--splits', type=int, help="IS splits (the run's by default; published: 10)")
+    p.add_argument('--fid-stats', help='FID against this statistics file (.npz with mu and sigma, as fid_stats_cifar10_train.npz) '
+                   'instead of statistics computed from the training images')
     p.add_argument('--device')
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_eval)
@@ -173,6 +206,35 @@ def add_sample_arguments(p) -> None:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device')
     p.set_defaults(func=cmd_sample)
+
+# %% ../nbs/17_cli.ipynb #8cdda1bd
+def cmd_import_checkpoint(args) -> int:
+    from e2gan.published import import_checkpoint
+    done = import_checkpoint(args.file, ' '.join(args.arch), args.out, gf_dim=args.gf_dim, bottom_width=args.bottom_width,
+                             latent_dim=args.latent_dim, weights=args.weights, dataset=args.dataset, overwrite=args.force)
+    if args.json: print(json.dumps(done, indent=2)); return 0
+    print(f"imported {done['file']} ({done['format']}, {done['weights']}"
+          f"{', epoch ' + str(done['epoch']) if done['epoch'] is not None else ''}) -> {done['out']}")
+    print(done['description'])
+    print(f"arch vector: {' '.join(map(str, done['arch']))}; gf_dim {done['gf_dim']}, bottom width {done['bottom_width']}, "
+          f"latent {done['latent_dim']}: {done['resolution']}x{done['resolution']} images ({done['dataset']} recipe)")
+    print(f"{done['keys_used']} tensors used, {done['keys_ignored']} candidate ops the architecture does not use ignored; "
+          f"discriminator {done['discriminator']}; checked against the public computation (largest difference {done['check_difference']:.1e})")
+    print(f"evaluate: e2gan eval --checkpoint {done['out']} --num-images 50000 --splits 10")
+    return 0
+
+def add_import_checkpoint_arguments(p) -> None:
+    p.add_argument('file', help='a .pth of the public E2GAN/AutoGAN code (avg_gen_state_dict / gen_state_dict, or a bare state dict)')
+    p.add_argument('--arch', nargs='+', required=True, help=f"the architecture: a preset ({', '.join(ARCH_PRESETS)}) or the 14-integer vector")
+    p.add_argument('--gf-dim', type=int, help='generator width (default: what the tensors say; checked when given)')
+    p.add_argument('--bottom-width', type=int, help='stem size: 4 for 32x32 (CIFAR-10), 6 for 48x48 (STL-10) (default: from the tensors)')
+    p.add_argument('--latent-dim', type=int, help='noise size (default: from the tensors)')
+    p.add_argument('--weights', choices=['ema', 'raw'], default='ema', help='avg_gen_state_dict (the EMA, default, what the public test script scores) or gen_state_dict')
+    p.add_argument('--dataset', help='the data set whose recipe and statistics the checkpoint refers to (default: cifar10 for bottom width 4, stl10 for 6)')
+    p.add_argument('--out', required=True, help='the e2gan checkpoint to write (.pt)')
+    p.add_argument('--force', action='store_true', help='replace --out if it exists')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_import_checkpoint)
 
 # %% ../nbs/17_cli.ipynb #afc45cf9
 def cmd_bench_search(args) -> int:
@@ -240,6 +302,7 @@ COMMANDS = {
     'train': ('retrain an architecture from scratch with the published recipe', add_train_arguments),
     'eval': ("IS and FID of a checkpoint's (EMA) generator", add_eval_arguments),
     'sample': ("a PNG grid of samples from a checkpoint's generator", add_sample_arguments),
+    'import-checkpoint': ("the authors' published generators (public E2GAN/AutoGAN .pth) as an e2gan checkpoint", add_import_checkpoint_arguments),
     'bench': ('benchmarks (figures from one run, never timed tests)', add_bench_arguments),
 }
 
@@ -275,3 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     except expected_errors() as e:
         message = ' '.join(line.strip() for line in str(e).splitlines())      # one line, however the message was wrapped
         print(f'e2gan {args.command}: error: {message}', file=sys.stderr); return 2
+
+
+# %% ../nbs/17_cli.ipynb #4655769e
+#| eval: false
+if __name__ == '__main__': sys.exit(main())   # python -m e2gan.cli (what torchrun -m runs)

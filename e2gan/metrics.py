@@ -27,7 +27,8 @@ __all__ = ['INCEPTION_ENV', 'INCEPTION_URL', 'INCEPTION_FEATURES', 'CLASSIFIER_E
            'CLASSIFIER_VERSION', 'BACKENDS', 'NonFiniteImagesError', 'inception_score', 'feature_statistics',
            'FrechetReference', 'frechet_distance', 'match_channels', 'InceptionWeightsError', 'inception_weights_path',
            'load_inception', 'Classifier', 'train_classifier', 'default_cache_dir', 'classifier_for',
-           'FeatureExtractorClassifier', 'Scores', 'tf32_disabled', 'Evaluator']
+           'FeatureExtractorClassifier', 'Scores', 'load_fid_stats', 'torch_fidelity_stats_file', 'tf32_disabled',
+           'Evaluator']
 
 # %% ../nbs/04_metrics.ipynb #03ee2780
 class NonFiniteImagesError(ValueError):
@@ -387,6 +388,7 @@ class Scores:
     num_images: int
     reference: str = ''
     tf32: bool = False                # TensorFloat-32 allowed in feature extraction (CUDA convolutions, matmuls)
+    protocol: dict | None = None      # how the numbers were made (see `Evaluator.protocol`); printed by `e2gan eval`
 
     @property
     def comparable_with_published(self) -> bool:
@@ -395,11 +397,48 @@ class Scores:
 
     def as_dict(self) -> dict: return {**asdict(self), 'comparable_with_published': self.comparable_with_published}
 
+    def protocol_text(self) -> str:
+        "The protocol in words, one line per part (empty when unknown)."
+        p = self.protocol or {}
+        return '\n'.join(f'{k:>10}: {p[k]}' for k in ('generator', 'backend', 'generated', 'IS', 'FID vs', 'resolution', 'precision') if k in p)
+
     def __repr__(self) -> str:
         fid = 'not computed' if self.fid is None else f'{self.fid:.4g}'
         note = '' if self.comparable_with_published else ', not comparable with published Inception scores'
         return (f'Scores(IS {self.is_mean:.4g} ± {self.is_std:.2g}, FID {fid}, {self.num_images} images vs {self.reference}; '
                 f'backend {self.backend!r}{note})')
+
+# %% ../nbs/04_metrics.ipynb #a1a0153a
+def load_fid_stats(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    "`mu` and `sigma` from a statistics file: `.npz` (the TTUR/public-code format) or torch-fidelity's `.pt` cache; loaded safely."
+    path = Path(path).expanduser()
+    if not path.is_file(): raise FileNotFoundError(f'no statistics file at {path}')
+    try:
+        if path.suffix == '.npz':
+            with np.load(path, allow_pickle=False) as f: d = {k: f[k] for k in f.files}
+        else:
+            core = getattr(np, '_core', None) or np.core
+            allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
+            with torch.serialization.safe_globals(allowed): d = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f'{path} is not a readable statistics file (.npz with mu and sigma, or a torch-fidelity cache) '
+                              f'({type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ""})') from None
+    if not isinstance(d, dict) or 'mu' not in d or 'sigma' not in d:
+        raise CheckpointError(f'{path} holds no mu and sigma (it has {", ".join(map(str, d)) if isinstance(d, dict) else type(d).__name__})')
+    mu, sigma = (np.asarray(d[k].cpu() if torch.is_tensor(d[k]) else d[k], dtype=np.float64) for k in ('mu', 'sigma'))
+    n = mu.shape[0] if mu.ndim == 1 else -1
+    if mu.ndim != 1 or sigma.shape != (n, n): raise CheckpointError(f'{path}: mu {mu.shape} and sigma {sigma.shape} are not (D,) and (D, D)')
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()): raise CheckpointError(f'{path} contains NaN or infinity')
+    return mu, sigma
+
+def torch_fidelity_stats_file(input_name: str = 'cifar10-train', layer: str = '2048') -> Path:
+    "Where torch-fidelity caches the FID statistics of a registered input with `inception-v3-compat` (it may not exist)."
+    return Path(torch.hub.get_dir()).parent / 'fidelity_cache' / f'{input_name}-inception-v3-compat-stat-fid-{layer}.pt'
+
+def _file_label(path: Path) -> str:
+    h = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f'statistics file {path} (sha256 {h}...)'
+
 
 # %% ../nbs/04_metrics.ipynb #84894bb8
 @contextmanager
@@ -427,7 +466,7 @@ class Evaluator:
                  splits: int = 10, batch_size: int = 500, device=None, seed: int = 0, cache_dir=None,
                  inception_weights: str | os.PathLike | None = None, reference_split: str = 'train',
                  reference_images: int | None = None, classifier_images: int = 20000, classifier_epochs: int = 3,
-                 verbose: bool = False):
+                 verbose: bool = False, fid_stats: str | os.PathLike | None = None):
         if backend not in BACKENDS: raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
         if resolution < 4: raise ValueError(f'resolution must be at least 4, got {resolution}')
         if not 1 <= splits <= num_images: raise ValueError(f'splits must be in 1..num_images ({num_images}), got {splits}')
@@ -436,8 +475,10 @@ class Evaluator:
         self.reference, self.resolution, self.num_images, self.splits = reference, resolution, num_images, splits
         self.batch_size, self.seed, self.reference_split, self.verbose = batch_size, seed, reference_split, verbose
         self.device, self.cache_dir = default_device(device), default_cache_dir(cache_dir)
-        n_ref = len(reference) if reference_images is None else min(reference_images, len(reference))
-        if n_ref < 2: raise ValueError(f'the reference needs at least 2 images, got {n_ref}')
+        if reference is None and (fid_stats is None or backend == 'classifier'):
+            raise ValueError('the evaluator needs the reference images (or, with the inception backend, a statistics file: fid_stats)')
+        n_ref = 0 if reference is None else len(reference) if reference_images is None else min(reference_images, len(reference))
+        if reference is not None and n_ref < 2: raise ValueError(f'the reference needs at least 2 images, got {n_ref}')
         self.reference_images = n_ref
         if backend == 'classifier':
             path = classifier_for(reference, resolution, seed=seed, num_images=classifier_images, epochs=classifier_epochs,
@@ -451,16 +492,35 @@ class Evaluator:
             self.classifier_info, self.channels = None, 3
             official = sha.startswith(_expected_sha256_prefix())
             self.backend, self.extractor_id = ('inception' if official else 'inception (custom weights)'), dict(sha256=sha)
+        self.fid_stats = Path(fid_stats).expanduser() if fid_stats is not None else None
+        if self.fid_stats is not None and not self.fid_stats.is_file(): raise FileNotFoundError(f'no statistics file at {self.fid_stats}')
         self._noise: dict[int, torch.Tensor] = {}
         self._reference_stats: tuple[np.ndarray, np.ndarray] | None = None
         self._fid_reference: FrechetReference | None = None
 
     def __repr__(self) -> str:
-        return (f'Evaluator({self.reference.name}/{self.reference_split} at {self.resolution}px, backend {self.backend!r}, '
+        return (f'Evaluator({self.reference_label} at {self.resolution}px, backend {self.backend!r}, '
                 f'{self.num_images} images, {self.splits} splits, {self.device})')
 
     @property
-    def reference_label(self) -> str: return f'{self.reference.name}/{self.reference_split}@{self.resolution}px'
+    def reference_label(self) -> str:
+        if self.fid_stats is not None: return f'statistics {self.fid_stats.name}'
+        return f'{self.reference.name}/{self.reference_split}@{self.resolution}px'
+
+    def protocol(self) -> dict:
+        "How this evaluator's numbers are made, in words (printed with every score by `e2gan eval`)."
+        if self.backend == 'classifier': net = f"e2gan's classifier of {self.reference.name} (key {_key_hash(self.extractor_id)}; not comparable with published scores)"
+        else:
+            sha = self.extractor_id['sha256']
+            net = (f"torch-fidelity inception-v3-compat, {'official' if self.backend == 'inception' else 'CUSTOM'} weights (sha256 {sha[:12]}...); "
+                   f"IS from its 1008 logits, FID from its 2048 pool features")
+        ref = (_file_label(self.fid_stats) if self.fid_stats is not None else
+               f'{self.reference_images:,} real images of {self.reference.name}/{self.reference_split}'
+               f"{' (all of them)' if self.reference_images == len(self.reference) else ' (a seeded random subset)'}, statistics computed here")
+        return {'backend': net, 'generated': f'{self.num_images:,} images from fixed noise (seed {self.seed})',
+                'IS': f'mean and std over {self.splits} splits (shuffled with a fixed seed first, as torch-fidelity)',
+                'FID vs': ref, 'resolution': f'{self.resolution}x{self.resolution}' + (', resized to 299x299 inside InceptionV3' if self.backend != 'classifier' else ''),
+                'precision': 'float32, TF32 off'}
 
     def noise(self, latent_dim: int) -> torch.Tensor:
         "The fixed evaluation noise (num_images, latent_dim): the same seeds every call, on the evaluator's device."
@@ -505,7 +565,8 @@ class Evaluator:
     @property
     def reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
         "Mean and covariance of the reference features: computed once, cached in memory and on disk."
-        if self._reference_stats is None: self._reference_stats = self._load_or_compute_reference_stats()
+        if self._reference_stats is None:
+            self._reference_stats = load_fid_stats(self.fid_stats) if self.fid_stats is not None else self._load_or_compute_reference_stats()
         return self._reference_stats
 
     @property
@@ -549,8 +610,12 @@ class Evaluator:
         fid = None
         if feats is not None:
             if n < 2: raise ValueError(f'FID needs at least 2 images, got {n}')
+            if self.fid_reference.mu.shape[0] != feats.shape[1]:
+                raise ValueError(f'the reference statistics are {self.fid_reference.mu.shape[0]}-d, but the {self.backend} backend\'s features '
+                                 f'are {feats.shape[1]}-d' + (f' ({self.fid_stats} does not belong to this backend)' if self.fid_stats else ''))
             fid = self.fid_reference.distance(*_statistics(feats))   # on the features' device
-        return Scores(is_mean, is_std, fid, self.backend, n, self.reference_label, tf32=False)
+        return Scores(is_mean, is_std, fid, self.backend, n, self.reference_label, tf32=False,
+                      protocol=self.protocol() | dict(generated=f'{n:,} images' + ('' if n != self.num_images else f' from fixed noise (seed {self.seed})')))
 
     def __call__(self, source: nn.Module | torch.Tensor, fid: bool = True) -> Scores:
         "Score a generator (on the fixed noise, in eval mode, without gradients) or an image tensor."
@@ -567,4 +632,6 @@ class Evaluator:
             logits, feats, bad = self._extract(self._batches(source))
         else: raise TypeError(f'source must be a generator (nn.Module) or an image tensor, got {type(source).__name__}')
         if bad: raise NonFiniteImagesError(f'the {"generator produced" if isinstance(source, nn.Module) else "images contain"} NaN or infinity')
-        return self.scores(logits, feats if fid else None)
+        s = self.scores(logits, feats if fid else None)
+        if not isinstance(source, nn.Module): s.protocol['generated'] = f'{len(logits):,} images given as a tensor'
+        return s

@@ -8,6 +8,7 @@ import dataclasses, json, math, os, tempfile, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 from .utils import (CheckpointError, default_device, get_rng_states, load_checkpoint, restore_determinism,
                          save_atomic, seed_everything, set_deterministic, set_rng_states)
@@ -15,13 +16,14 @@ from .searchspace import ARCH_PRESETS, parse_arch
 from .models import RETRAIN_WIDTHS, Generator, Discriminator, count_parameters
 from .data import DATASETS, DEFAULT_SIZES, ImageDataset, load_dataset, to_float, to_uint8, image_grid
 from .metrics import BACKENDS, Evaluator, NonFiniteImagesError, Scores
-from .training import GanConfig, GanTrainer
+from .training import DDP_TIMEOUT, GanConfig, GanTrainer, dist_world
 
 # %% auto #0
 __all__ = ['RETRAIN_PRESETS', 'CHECKPOINT_KIND', 'SAMPLE_SEED', 'RetrainConfig', 'make_config', 'read_search_result',
            'resolve_arch', 'TrainingDiverged', 'load_training_data', 'build_models', 'make_evaluator', 'fixed_noise',
-           'generate', 'save_png', 'load_run_checkpoint', 'load_generator', 'retrain', 'evaluate_checkpoint',
-           'sample_grid', 'run_config', 'train_from_options']
+           'generate', 'save_png', 'load_run_checkpoint', 'load_generator', 'retrain', 'WorkerFailed',
+           'distributed_env', 'init_distributed', 'free_port', 'launch', 'last_checkpoint_note', 'check_processes',
+           'evaluate_checkpoint', 'sample_grid', 'run_config', 'train_from_options', 'config_from_options']
 
 # %% ../nbs/14_retrain.ipynb #049b0fdb
 def _retrain_gan_defaults() -> GanConfig: return GanConfig(ema_decay=0.999)
@@ -181,11 +183,12 @@ def build_models(config: RetrainConfig, channels: int) -> tuple[Generator, Discr
     return G, Discriminator(config.n_cells, config.df_dim, channels)
 
 def make_evaluator(config: RetrainConfig, data: ImageDataset, device=None, backend: str | None = None,
-                   num_images: int | None = None, splits: int | None = None, inception_weights=None) -> Evaluator:
-    "The evaluator of a run (IS/FID against the training images); the arguments override the config's."
+                   num_images: int | None = None, splits: int | None = None, inception_weights=None, fid_stats=None) -> Evaluator:
+    "The evaluator of a run (IS/FID against the training images, or a statistics file); the arguments override the config's."
     return Evaluator(data, config.resolution, backend=backend or config.backend, num_images=num_images or config.eval_images,
                      splits=splits or config.eval_splits, device=default_device(device), cache_dir=config.cache_dir,
-                     inception_weights=inception_weights or config.inception_weights, reference_split=config.split)
+                     inception_weights=inception_weights or config.inception_weights, reference_split=config.split,
+                     fid_stats=fid_stats)
 
 def fixed_noise(n: int, latent_dim: int, seed: int = SAMPLE_SEED) -> torch.Tensor:
     "The same `n` latent codes for every grid (drawn on the CPU, so independent of the device)."
@@ -286,18 +289,22 @@ def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bo
         if config is None: config = ck['config']
         else: _check_resumable(ck['config'], config, last_path)
     elif config is None: raise ValueError(f'nothing to resume in {out} (no last.pt) and no config given')
+    device, started_group = init_distributed(config.device)
     before = set_deterministic(True) if config.deterministic else None
-    try: return _run(config, out, ck, progress, stop_after_epoch, data)
+    try: return _run(config, out, ck, progress, stop_after_epoch, data, device)
     finally:
         if before is not None: restore_determinism(before)
+        if started_group: dist.destroy_process_group()
 
 # %% ../nbs/14_retrain.ipynb #52edba35
 def _run(config: RetrainConfig, out: Path, ck: dict | None, progress: bool, stop_after_epoch: int | None,
-         data: ImageDataset | None) -> dict:
-    "The body of `retrain`: set up (or restore) the run, then train, evaluate and checkpoint epoch by epoch."
+         data: ImageDataset | None, device: torch.device) -> dict:
+    "The body of `retrain`: set up (or restore) the run, then train, evaluate and checkpoint epoch by epoch (files: rank 0 only)."
     from torch.utils.tensorboard import SummaryWriter
     last_path, best_path, metrics_path = out / 'last.pt', out / 'best.pt', out / 'metrics.jsonl'
-    device = default_device(config.device)
+    rank, world = dist_world()
+    main = rank == 0                                    # the one process that evaluates, samples and writes
+    progress = progress and main
     data = data if data is not None else load_training_data(config)
     images = data.at_resolution(config.resolution).to(device)
     G, D = build_models(config, data.channels)
@@ -312,15 +319,16 @@ def _run(config: RetrainConfig, out: Path, ck: dict | None, progress: bool, stop
         notes += set_rng_states(ck['rng_states'], devices=[device])
         start_epoch, best, scores, untrained = ck['epoch'], ck.get('best'), ck.get('scores'), ck.get('untrained')
         if best is not None and best['epoch'] == 0: untrained, best = best, None   # older runs could keep epoch 0 as best
-        _rewind_metrics(metrics_path, start_epoch)
-    else:
+        if main: _rewind_metrics(metrics_path, start_epoch)
+    elif main:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path.unlink(missing_ok=True); best_path.unlink(missing_ok=True)
-    (out / 'config.json').write_text(json.dumps(config.to_dict(), indent=2))
-    evaluator, noise = None, fixed_noise(config.sample_count, config.latent_dim)
-    if config.eval_every:  # built first, so that missing Inception weights stop the run before any training
-        with torch.random.fork_rng(devices=[]): evaluator = make_evaluator(config, data, device)  # leaves the run's RNG alone
-    writer = SummaryWriter(str(out / 'tensorboard'), purge_step=start_epoch + 1 if ck is not None else None)
+    evaluator, noise, writer = None, fixed_noise(config.sample_count, config.latent_dim), None
+    if main:
+        (out / 'config.json').write_text(json.dumps(config.to_dict(), indent=2))
+        if config.eval_every:  # built first, so that missing Inception weights stop the run before any training
+            with torch.random.fork_rng(devices=[]): evaluator = make_evaluator(config, data, device)  # leaves the run's RNG alone
+        writer = SummaryWriter(str(out / 'tensorboard'), purge_step=start_epoch + 1 if ck is not None else None)
 
     def checkpoint(epoch: int) -> dict:
         return dict(kind=CHECKPOINT_KIND, config=config.to_dict(), channels=data.channels, epoch=epoch,
@@ -355,37 +363,122 @@ def _run(config: RetrainConfig, out: Path, ck: dict | None, progress: bool, stop
     bar = tqdm(total=config.epochs, initial=start_epoch, desc='retrain', unit='epoch', disable=not progress)
     steps = tqdm(total=len(images) // c.d_batch, desc='D steps', leave=False, disable=not progress)
     try:
-        if start_epoch == 0 and config.eval_every and config.eval_at_start: evaluate(0)
+        if main and start_epoch == 0 and config.eval_every and config.eval_at_start: evaluate(0)
         for epoch in range(start_epoch + 1, config.epochs + 1):
             steps.reset()
             stats = trainer.train_epoch(images, stage=None, progress=lambda b, n: steps.update())
             if stats.diverged: raise TrainingDiverged(f'the losses became NaN or infinite in epoch {epoch}; last good checkpoint: {last_path}')
-            writer.add_scalar('loss/d', stats.d_loss, epoch); writer.add_scalar('loss/g', stats.g_loss, epoch)
-            writer.add_scalar('lr/g', trainer.g_opt.param_groups[0]['lr'], epoch)
-            if config.eval_every and (epoch % config.eval_every == 0 or epoch == config.epochs): evaluate(epoch, stats)
-            save_atomic(checkpoint(epoch), last_path)
+            if main:
+                writer.add_scalar('loss/d', stats.d_loss, epoch); writer.add_scalar('loss/g', stats.g_loss, epoch)
+                writer.add_scalar('lr/g', trainer.g_opt.param_groups[0]['lr'], epoch)
+                if config.eval_every and (epoch % config.eval_every == 0 or epoch == config.epochs): evaluate(epoch, stats)
+                save_atomic(checkpoint(epoch), last_path)
             bar.update(); bar.set_postfix(d_loss=f'{stats.d_loss:.3f}', g_loss=f'{stats.g_loss:.3f}',
                                           best_fid=f'{best["fid"]:.2f}' if best else '-')
             if stop_after_epoch is not None and epoch >= stop_after_epoch: break
     finally:
-        steps.close(); bar.close(); writer.close()
+        steps.close(); bar.close()
+        if writer is not None: writer.close()
     warning = _untrained_warning(untrained, best, config.best_by)
-    if warning: warnings.warn(warning, stacklevel=3); notes.append(warning)
+    if warning and main: warnings.warn(warning, stacklevel=3); notes.append(warning)
     return dict(out_dir=str(out), epoch=epoch, epochs=config.epochs, finished=epoch >= config.epochs, best=best,
                 last_scores=scores, untrained=untrained, untrained_better=warning is not None, notes=notes,
                 last_checkpoint=str(last_path), best_checkpoint=str(best_path) if best_path.exists() else None,
-                metrics=str(metrics_path), seconds=time.perf_counter() - t_start, generator_parameters=count_parameters(G))
+                metrics=str(metrics_path), seconds=time.perf_counter() - t_start, generator_parameters=count_parameters(G),
+                processes=world)
+
+# %% ../nbs/14_retrain.ipynb #8adfd686
+class WorkerFailed(RuntimeError):
+    "A process of a multi-process run ended with an error or was killed; the launcher stopped the others."
+
+def distributed_env() -> tuple[int, int, int] | None:
+    "(rank, local rank, number of processes) from the environment torchrun (or `--nproc`) sets; None outside such a launch."
+    world = int(os.environ.get('WORLD_SIZE', '1') or 1)
+    if world <= 1: return None
+    rank = int(os.environ['RANK'])
+    return rank, int(os.environ.get('LOCAL_RANK', rank)), world
+
+def init_distributed(device=None) -> tuple[torch.device, bool]:
+    "This process's device and whether a process group was started here (NCCL on GPUs, gloo on CPUs; only under a launcher)."
+    env = distributed_env()
+    dev = default_device(device)
+    if env is None: return dev, False
+    rank, local, world = env
+    if dev.type == 'cuda':
+        if dev.index is not None and world > 1 and device is not None and ':' in str(device):
+            raise ValueError(f'with {world} processes give --device cuda (process r takes GPU LOCAL_RANK), not {device}')
+        dev = torch.device('cuda', local)
+        torch.cuda.set_device(dev)
+    if dist.is_initialized(): return dev, False      # the caller's own process group
+    dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo', timeout=DDP_TIMEOUT)
+    return dev, True
+
+def free_port(host: str = '127.0.0.1') -> int:
+    "A TCP port that is free on `host` now (for the rendezvous)."
+    import socket
+    with socket.socket() as s: s.bind((host, 0)); return s.getsockname()[1]
+
+class _quiet_launcher_logs:
+    "Silence the launcher's own log lines (start-up banners, the traceback of a killed worker): the caller reports."
+    names = ('torch.distributed.elastic', 'torch.multiprocessing')
+    def __enter__(self):
+        import logging
+        self.before = [(logging.getLogger(n), logging.getLogger(n).level) for n in self.names]
+        for logger, _ in self.before: logger.setLevel(logging.CRITICAL)
+    def __exit__(self, *exc):
+        for logger, level in self.before: logger.setLevel(level)
+
+def launch(nproc: int, entrypoint, *args) -> dict:
+    "Run `entrypoint(*args)` in `nproc` processes with torch's elastic launcher (what torchrun runs), rendezvous on 127.0.0.1."
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    if nproc < 1: raise ValueError(f'the number of processes must be >= 1, got {nproc}')
+    port = free_port()
+    cfg = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f'e2gan-{os.getpid()}-{port}',
+                       rdzv_backend='static', rdzv_endpoint=f'127.0.0.1:{port}', rdzv_configs={'rank': 0},
+                       max_restarts=0, monitor_interval=0.1, start_method='spawn')
+    with _quiet_launcher_logs():
+        try: return elastic_launch(cfg, entrypoint)(*args)
+        except ChildFailedError as e:
+            rank, f = e.get_first_failure()
+            how = f'was killed by {f.signal_name()}' if f.exitcode < 0 else f'exited with code {f.exitcode}'
+            raise WorkerFailed(f'process {rank} of {nproc} (pid {f.pid}) {how}; the launcher stopped the others') from None
+
+def last_checkpoint_note(out_dir) -> str:
+    "Where a stopped run can continue from, in words."
+    path = Path(out_dir).expanduser() / 'last.pt'
+    try: epoch = load_run_checkpoint(path)['epoch']
+    except CheckpointError: return f'no checkpoint was written in {Path(out_dir)} yet'
+    return f'the last checkpoint, {path} (epoch {epoch}), is intact: add --resume to continue from it'
+
+def check_processes(nproc: int, device=None) -> None:
+    "Refuse what cannot run before starting processes: more GPU processes than GPUs."
+    if nproc < 1: raise ValueError(f'--nproc must be >= 1, got {nproc}')
+    if distributed_env() is not None: raise ValueError('--nproc starts the processes itself: leave it out under torchrun')
+    dev = default_device(device)
+    if dev.type == 'cuda' and torch.cuda.device_count() < nproc:
+        raise ValueError(f'{nproc} processes need {nproc} GPUs (one each); this machine has {torch.cuda.device_count()}. '
+                         f'For processes on the CPU give --device cpu')
 
 # %% ../nbs/14_retrain.ipynb #87679cd8
 def evaluate_checkpoint(checkpoint: str | os.PathLike, backend: str | None = None, num_images: int | None = None,
                         splits: int | None = None, device=None, use_ema: bool = True,
-                        data: ImageDataset | None = None, inception_weights=None) -> Scores:
-    "IS and FID of a checkpoint's generator (EMA by default), by the run's evaluator unless overridden."
+                        data: ImageDataset | None = None, inception_weights=None, fid_stats=None) -> Scores:
+    "IS and FID of a checkpoint's generator (EMA by default), by the run's evaluator unless overridden; `scores.protocol` says how."
+    from e2gan.metrics import torch_fidelity_stats_file
     ck = load_run_checkpoint(checkpoint)
     config = ck['config']
     G = load_generator(ck, use_ema, device)
-    data = data if data is not None else load_training_data(config)
-    return make_evaluator(config, data, device, backend, num_images, splits, inception_weights)(G)
+    if fid_stats is None and (backend or config.backend) == 'inception' and (config.dataset, config.split, config.num_images) == ('cifar10', 'train', None) \
+            and config.resolution == 32 and torch_fidelity_stats_file('cifar10-train').is_file():
+        fid_stats = torch_fidelity_stats_file('cifar10-train')      # torch-fidelity's CIFAR-10 training statistics, where it has them
+    if data is None and not (fid_stats is not None and (backend or config.backend) == 'inception'):  # a statistics file needs no images
+        data = load_training_data(config)
+    scores = make_evaluator(config, data, device, backend, num_images, splits, inception_weights, fid_stats)(G)
+    src = ck.get('source')
+    scores.protocol['generator'] = (f"{'EMA' if use_ema else 'raw'} weights of {Path(checkpoint).name if not isinstance(checkpoint, dict) else 'the checkpoint'}"
+                                    f" (epoch {ck['epoch']})" + (f"; imported from {src['file']} ({src['weights']}, sha256 {src['sha256'][:12]}...)" if src else ''))
+    return scores
 
 def sample_grid(checkpoint: str | os.PathLike, n: int = 64, out: str | os.PathLike = 'grid.png', seed: int = SAMPLE_SEED,
                 nrow: int = 8, use_ema: bool = True, device=None) -> Path:
@@ -406,6 +499,14 @@ def train_from_options(out_dir: str | os.PathLike, arch=None, arch_preset: str |
           dataset: str | None = None, preset: str | None = None, resume: bool = False, progress: bool = True,
           **overrides) -> dict:
     "`e2gan train`: build the config from the options (or take the resumed run's) and call `retrain`."
+    config = config_from_options(out_dir, arch, arch_preset, from_search, rank, dataset, preset, resume, **overrides)
+    return retrain(config, out_dir, resume=resume, progress=progress)
+
+def config_from_options(out_dir: str | os.PathLike, arch=None, arch_preset: str | None = None, from_search=None, rank: int = 1,
+                        dataset: str | None = None, preset: str | None = None, resume: bool = False, **overrides) -> RetrainConfig:
+    "The config `e2gan train` runs with (also checked by `--nproc` before it starts any process)."
+    if not resume and (Path(out_dir).expanduser() / 'last.pt').exists():
+        raise FileExistsError(f'{out_dir} already holds a run (last.pt): pass --resume to continue it, or another --out')
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if arch is None and arch_preset is None and from_search is None:
         if not resume: raise ValueError('give the architecture: --arch VECTOR, --arch-preset NAME or --from-search DIR')
@@ -416,4 +517,4 @@ def train_from_options(out_dir: str | os.PathLike, arch=None, arch_preset: str |
         config = dataclasses.replace(run_config(out_dir), **overrides)
     else:
         config = make_config(resolve_arch(arch, arch_preset, from_search, rank), dataset=dataset, preset=preset, **overrides)
-    return retrain(config, out_dir, resume=resume, progress=progress)
+    return config

@@ -4,18 +4,21 @@
 
 # %% ../nbs/05_training.ipynb #1e7333e0
 from __future__ import annotations
-import copy, math, time
+import copy, inspect, math, time, warnings
+from datetime import timedelta
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict, field
 import torch
 from torch import nn
 import torch.nn.functional as F
+import torch.distributed as dist
 from .utils import default_device, generator_state, restore_generator
 from .models import Generator, Discriminator
 from .data import to_float
 
 # %% auto #0
-__all__ = ['GanConfig', 'hinge_d_loss', 'hinge_g_loss', 'ema_update', 'EpochStats', 'GanTrainer']
+__all__ = ['DDP_TIMEOUT', 'GanConfig', 'hinge_d_loss', 'hinge_g_loss', 'ema_update', 'dist_world', 'GlobalBatchNorm2d',
+           'sync_batchnorm', 'EpochStats', 'GanTrainer']
 
 # %% ../nbs/05_training.ipynb #4c1b99c1
 @dataclass
@@ -50,6 +53,56 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     if ema_params: torch._foreach_lerp_(ema_params, params, 1 - decay)
     for b_ema, b in zip(ema.buffers(), model.buffers()): b_ema.copy_(b)
 
+# %% ../nbs/05_training.ipynb #b650580d
+def dist_world() -> tuple[int, int]:
+    "(rank, number of processes) of the default process group; (0, 1) when there is none."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    "BatchNorm2d whose training-mode statistics are those of the batch over all processes (for CPUs: torch's SyncBatchNorm needs an accelerator)."
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, world = dist_world()
+        if not (self.training and world > 1): return super().forward(x)
+        with warnings.catch_warnings():                                # deprecated in favour of a private module; still the public API
+            warnings.simplefilter('ignore', FutureWarning)
+            from torch.distributed.nn.functional import all_reduce    # all-reduce with a backward (the sum of the gradients)
+        count = x.numel() // x.shape[1] * world                        # every rank holds an equal share
+        mean = all_reduce(x.sum((0, 2, 3))) / count
+        centred = x - mean[None, :, None, None]
+        var = all_reduce((centred * centred).sum((0, 2, 3))) / count  # biased, for normalising (as BatchNorm)
+        y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine: y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * count / max(count - 1, 1), m)  # unbiased, as BatchNorm
+        return y
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    "Batch norm over the global batch: torch's SyncBatchNorm on an accelerator, GlobalBatchNorm2d on a CPU (same parameters and buffers)."
+    if device.type != 'cpu': return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new.weight, new.bias = child.weight, child.bias               # the same tensors: optimizers and EMA keep working
+            new.running_mean, new.running_var, new.num_batches_tracked = child.running_mean, child.running_var, child.num_batches_tracked
+            new.train(child.training); setattr(module, name, new)
+        else: sync_batchnorm(child, device)
+    return module
+
+def _ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    "`module` in DistributedDataParallel, without the per-forward buffer broadcast (see above)."
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == 'cuda' else None
+    params = inspect.signature(DDP.__init__).parameters
+    no_sync = dict(forward_sync_buffers=False) if 'forward_sync_buffers' in params else dict(broadcast_buffers=False)
+    return DDP(module, device_ids=ids, **no_sync)
+
+DDP_TIMEOUT = timedelta(minutes=60)  # ranks wait at the next collective while rank 0 evaluates (50,000 Inception images)
+
 # %% ../nbs/05_training.ipynb #d15de97a
 @dataclass
 class EpochStats:
@@ -64,17 +117,24 @@ class EpochStats:
 class GanTrainer:
     "Adversarial training of `G` against `D` with the published recipe; used by the search proxy task and by retraining."
     def __init__(self, G: Generator, D: Discriminator, config: GanConfig | None = None, device=None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, distributed: bool = True):
         self.config = config or GanConfig()
         self.device = default_device(device)
         c = self.config
+        self.rank, self.world_size = dist_world() if distributed else (0, 1)
+        if self.world_size > 1:
+            bad = [f'{n} {v}' for n, v in (('d_batch', c.d_batch), ('g_batch', c.g_batch)) if v % self.world_size]
+            if bad: raise ValueError(f'{" and ".join(bad)} cannot be split evenly over {self.world_size} processes')
+            G = sync_batchnorm(G, self.device)
         if self._channels_last(): G.to(memory_format=torch.channels_last); D.to(memory_format=torch.channels_last)
         self.G, self.D = G.to(self.device), D.to(self.device)
         self.g_opt, self.d_opt = self._adam(G.parameters(), c.g_lr), self._adam(D.parameters(), c.d_lr)
         self._d_params = [p for p in D.parameters() if p.requires_grad]
-        self.ema = copy.deepcopy(G).eval().requires_grad_(False) if c.ema_decay else None
+        self.ema = copy.deepcopy(G).eval().requires_grad_(False) if c.ema_decay and self.rank == 0 else None
         self.rng = generator or torch.Generator(self.device).manual_seed(0)
         self.d_steps = self.g_steps = 0
+        self._G, self._D = self.G, self.D              # what the steps call for gradients: DDP wrappers when distributed
+        if self.world_size > 1: self._G, self._D = _ddp(self.G, self.device), _ddp(self.D, self.device)
 
     def _adam(self, params, lr: float) -> torch.optim.Adam:
         "Adam over one parameter group, stepping all tensors at once (`foreach`): a few kernels instead of one per tensor."
@@ -84,6 +144,7 @@ class GanTrainer:
 
     def add_generator_params(self, params: list[nn.Parameter]) -> None:
         "Give the optimizer (and the EMA) the parameters of a newly grown cell, in the trainer's memory layout."
+        if self.world_size > 1: raise RuntimeError('a growing generator (the search) trains in one process; distributed training is for retraining')
         if self._channels_last():
             for p in params:
                 if p.dim() == 4: p.data = p.data.contiguous(memory_format=torch.channels_last)
@@ -96,8 +157,15 @@ class GanTrainer:
         if self.config.amp and self.device.type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
         return nullcontext()
 
+    def _share(self, rows: torch.Tensor) -> torch.Tensor:
+        "This rank's rows of a global batch (all of them in one process)."
+        if self.world_size == 1: return rows
+        n = len(rows) // self.world_size
+        return rows[self.rank * n:(self.rank + 1) * n]
+
     def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.G.latent_dim, device=self.device, generator=self.rng)
+        "This rank's share of `n` noise vectors: every rank draws all `n` from the same generator."
+        return self._share(torch.randn(n, self.G.latent_dim, device=self.device, generator=self.rng))
 
     def _set_lr(self) -> None:
         c = self.config
@@ -113,14 +181,14 @@ class GanTrainer:
 
     def d_step(self, real: torch.Tensor, stage: int | None) -> torch.Tensor:
         "One discriminator step on a batch of real images (float, [-1, 1]); returns the loss (on the device)."
-        with torch.no_grad(), self._autocast(): fake = self.G(self._noise(real.shape[0]))
+        with torch.no_grad(), self._autocast(): fake = self.G(self._noise(real.shape[0] * self.world_size))
         with self._autocast():
             if self.config.joint_d_forward:
                 both = torch.cat([real, fake.to(real.dtype)])
                 if self._channels_last(): both = both.contiguous(memory_format=torch.channels_last)
-                logits = self.D(both, stage)
+                logits = self._D(both, stage)
                 loss = hinge_d_loss(logits[:len(real)], logits[len(real):])
-            else: loss = hinge_d_loss(self.D(real, stage), self.D(fake, stage))
+            else: loss = hinge_d_loss(self._D(real, stage), self._D(fake, stage))
         self.d_opt.zero_grad(set_to_none=True); loss.backward(); self.d_opt.step()
         self.d_steps += 1
         return loss.detach()
@@ -129,7 +197,7 @@ class GanTrainer:
         "One generator step on a fresh batch of noise, D frozen; returns the loss (on the device)."
         for p in self._d_params: p.requires_grad_(False)     # gradients flow through D to G, none into D's weights
         try:
-            with self._autocast(): loss = hinge_g_loss(self.D(self.G(self._noise(self.config.g_batch)), stage))
+            with self._autocast(): loss = hinge_g_loss(self.D(self._G(self._noise(self.config.g_batch)), stage))
             self.g_opt.zero_grad(set_to_none=True); loss.backward()
         finally:
             for p in self._d_params: p.requires_grad_(True)
@@ -151,11 +219,13 @@ class GanTrainer:
         d_sum = torch.zeros((), device=self.device); g_sum = torch.zeros((), device=self.device)
         g_count = 0
         for b in range(n_batches):
-            real = to_float(images[order[b * c.d_batch:(b + 1) * c.d_batch]])
+            real = to_float(images[self._share(order[b * c.d_batch:(b + 1) * c.d_batch])])
             if self._channels_last(): real = real.contiguous(memory_format=torch.channels_last)
             d_sum += self.d_step(real, stage)
             if self.d_steps % c.n_critic == 0: g_sum += self.g_step(stage); g_count += 1
             if progress is not None: progress(b + 1, n_batches)
+        if self.world_size > 1:                         # the mean over the ranks' shares: every rank agrees on divergence
+            sums = torch.stack([d_sum, g_sum]); dist.all_reduce(sums); d_sum, g_sum = sums / self.world_size
         d_loss, g_loss = (d_sum / max(n_batches, 1)).item(), (g_sum / max(g_count, 1)).item()  # the epoch's one sync
         diverged = not (math.isfinite(d_loss) and math.isfinite(g_loss))
         return EpochStats(d_loss, g_loss, n_batches, g_count, time.perf_counter() - start, diverged)
