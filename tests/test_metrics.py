@@ -105,20 +105,16 @@ def shapes_eval(shapes_split, cache):
     ev = Evaluator(train, 32, num_images=2000, splits=10, cache_dir=cache, reference_images=5000, device='cpu')
     return ev, time.perf_counter() - t
 
-def test_classifier_learns_shapes_quickly(shapes_eval):
+def test_classifier_learns_shapes(shapes_eval):   # its build time is a benchmark figure (`e2gan bench reward`), not a test
     ev, seconds = shapes_eval
     assert ev.classifier_info['accuracy'] >= 0.95 and ev.classifier_info['holdout_images'] == 1000
     assert ev.classifier_info['train_images'] == 9000
-    assert seconds < 120, f'building the shapes classifier took {seconds:.0f} s'
 
-def test_classifier_learns_fashion_mnist_quickly(cache):
+def test_classifier_learns_fashion_mnist(cache):
     try: data = load_dataset('fashion-mnist', download=False, num_images=20_000)
     except DataError as e: pytest.skip(f'Fashion-MNIST is not installed here ({str(e).splitlines()[0]})')
-    t = time.perf_counter()
     ev = Evaluator(data, 32, cache_dir=cache, device='cpu')
-    seconds = time.perf_counter() - t
     assert ev.classifier_info['accuracy'] >= 0.85, ev.classifier_info['history']
-    assert seconds < 120, f'building the Fashion-MNIST classifier took {seconds:.0f} s'
     assert ev.channels == 1
 
 def test_real_images_beat_an_untrained_generator(shapes_eval, shapes_split):
