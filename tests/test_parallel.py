@@ -213,7 +213,7 @@ def test_the_parallel_agent_beats_random_search_with_four_workers(ray_address, t
     assert summary['workers'] == 4 and summary['staleness_mean'] > 2 and len(finals(recs)) == 100
     random = benchmark_agents(lambda: SurrogateEnv(seed=0), ['random'], seeds=[1], trajectories=100)['random'][0]
     exploit = [r['regret'] for r in finals(recs) if r['phase'] == 'exploit']
-    assert np.mean(exploit) < 0.6 * np.mean(random['trajectory_regrets'])
+    assert np.mean(exploit) < 0.7 * np.mean(random['trajectory_regrets'])
     assert landscape.regret(summary['best']['vector']) < random['regret']
 
 
