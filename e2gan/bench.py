@@ -20,32 +20,40 @@ from .loop import EXPLORE_FRACTION, HANDOVER_RULES, run_loop, handed_over_archit
 from .retrain import RetrainConfig, build_models
 
 # %% auto #0
-__all__ = ['benchmark_agents', 'regret_table', 'format_regret_table', 'plot_regret_curves', 'first_within', 'top_fraction_regret',
-           'benchmark_search', 'format_search_benchmark', 'benchmark_reward', 'benchmark_training', 'format_benchmark']
+__all__ = ['benchmark_run', 'benchmark_agents', 'regret_table', 'format_regret_table', 'plot_regret_curves', 'first_within',
+           'top_fraction_regret', 'benchmark_search', 'format_search_benchmark', 'benchmark_reward',
+           'benchmark_training', 'format_benchmark']
 
 # %% ../nbs/15_bench.ipynb #d0227c5e
+def benchmark_run(make_env: Callable[..., object], name: str, seed: int, trajectories: int = 100,
+                  explore_fraction: float = EXPLORE_FRACTION, overrides: dict | None = None, device=None) -> dict:
+    "One run of `benchmark_agents`: agent `name` with `seed` on `make_env(seed)` (or `make_env()`), judged by the true regret of what it hands over."
+    env = make_env(seed) if inspect.signature(make_env).parameters else make_env()
+    if not hasattr(env, 'regret'): raise ValueError(f'{type(env).__name__} has no regret(arch): benchmarks need an environment that knows its optimum, such as SurrogateEnv')
+    agent = make_agent(name, env.observation_space, env.action_space, seed=seed, device=device, **(overrides or {}).get(name, {}))
+    start = time.perf_counter()
+    records = run_loop(env, agent, trajectories, explore_fraction, seed=seed)
+    arch, rule = handed_over_architecture(records, agent.handover)
+    finals, best_so_far, best = [r for r in records if 'score' in r], [], None
+    for r in finals:              # the best observed so far: what "best observed" would hand over if stopped here
+        if best is None or r['score'] > best['score']: best = r
+        best_so_far.append(best['regret'])
+    return dict(seed=seed, arch=list(arch), rule=rule, regret=float(env.regret(list(arch))), seconds=time.perf_counter() - start,
+                trajectory_regrets=[r['regret'] for r in finals], incumbent_regrets=best_so_far)
+
 def benchmark_agents(make_env: Callable[..., object], agents: Sequence[str] = AGENTS, seeds: Sequence[int] = range(5),
                      trajectories: int = 100, explore_fraction: float = EXPLORE_FRACTION, overrides: dict | None = None,
-                     device=None) -> dict[str, list[dict]]:
-    "Run each agent once per seed on `make_env(seed)` (or `make_env()`); per agent, one dict per run with the handed-over architecture and its true `regret`."
-    results = {}
-    for name in agents:
-        runs = []
-        for seed in seeds:
-            env = make_env(seed) if inspect.signature(make_env).parameters else make_env()
-            if not hasattr(env, 'regret'): raise ValueError(f'{type(env).__name__} has no regret(arch): benchmarks need an environment that knows its optimum, such as SurrogateEnv')
-            agent = make_agent(name, env.observation_space, env.action_space, seed=seed, device=device, **(overrides or {}).get(name, {}))
-            start = time.perf_counter()
-            records = run_loop(env, agent, trajectories, explore_fraction, seed=seed)
-            arch, rule = handed_over_architecture(records, agent.handover)
-            finals, best_so_far, best = [r for r in records if 'score' in r], [], None
-            for r in finals:              # the best observed so far: what "best observed" would hand over if stopped here
-                if best is None or r['score'] > best['score']: best = r
-                best_so_far.append(best['regret'])
-            runs.append(dict(seed=seed, arch=list(arch), rule=rule, regret=float(env.regret(list(arch))), seconds=time.perf_counter() - start,
-                             trajectory_regrets=[r['regret'] for r in finals], incumbent_regrets=best_so_far))
-        results[name] = runs
+                     device=None, workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None) -> dict[str, list[dict]]:
+    "Run each agent once per seed on `make_env(seed)` (or `make_env()`); per agent, one dict per run with the handed-over architecture and its true `regret`. `workers` > 1: the runs in parallel on Ray."
+    calls = [(make_env, name, seed, trajectories, explore_fraction, overrides, device) for name in agents for seed in seeds]
+    if workers > 1:
+        from e2gan.parallel import parallel_map
+        runs = parallel_map(benchmark_run, calls, workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address)
+    else: runs = [benchmark_run(*call) for call in calls]
+    results = {name: [] for name in agents}
+    for call, run in zip(calls, runs): results[call[1]].append(run)
     return results
+
 
 # %% ../nbs/15_bench.ipynb #f082f28c
 def regret_table(results: dict[str, list[dict]]) -> list[dict]:
@@ -106,13 +114,14 @@ def top_fraction_regret(env, fraction: float = 0.001) -> float:
 
 # %% ../nbs/15_bench.ipynb #cafb6d0c
 def benchmark_search(seeds: int = 5, trajectories: int = 100, noise: float | None = None, landscape: int | str = 0,
-                     agents: Sequence[str] = AGENTS) -> dict:
+                     agents: Sequence[str] = AGENTS, workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None) -> dict:
     "The search benchmark on the calibrated surrogate: per-run results, the regret table with hit counts, and the settings."
     for a in agents:
         if a not in AGENTS: raise ValueError(f'unknown agent {a!r}; allowed: {", ".join(AGENTS)}')
     each = landscape == 'each'      # every seed its own landscape: does the result hold across problems?
     make_env = lambda seed: SurrogateEnv(noise=noise, seed=seed if each else int(landscape))
-    results = benchmark_agents(make_env, agents, seeds=range(seeds), trajectories=trajectories)
+    results = benchmark_agents(make_env, agents, seeds=range(seeds), trajectories=trajectories, workers=workers,
+                               gpus_per_worker=gpus_per_worker, ray_address=ray_address)
     rows, top = regret_table(results), {seed: top_fraction_regret(make_env(seed)) for seed in range(seeds)}
     for row in rows:
         runs = results[row['agent']]

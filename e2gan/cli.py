@@ -9,10 +9,10 @@ from pathlib import Path
 from .searchspace import ARCH_PRESETS, parse_arch, space_size
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_search_arguments', 'cmd_train', 'add_train_arguments',
-           'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments', 'cmd_import_checkpoint',
-           'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward', 'cmd_bench_train',
-           'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
+__all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_search_arguments', 'add_parallel_arguments',
+           'cmd_train', 'add_train_arguments', 'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments',
+           'cmd_import_checkpoint', 'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward',
+           'cmd_bench_train', 'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
 
 # %% ../nbs/17_cli.ipynb #a5119c01
 def cmd_arch(args) -> int:
@@ -47,10 +47,14 @@ def cmd_search(args) -> int:
     from e2gan.loop import HANDOVER_RULES
     cfg = search_config(args.preset, dataset=args.dataset, backend=args.backend, agent=args.agent, trajectories=args.trajectories,
                         seed=args.seed, data_root=args.data_root, inception_weights=args.inception_weights)
-    summary = run_search(args.out, cfg, device=args.device, resume=args.resume, progress=not args.quiet)
+    summary = run_search(args.out, cfg, device=args.device, resume=args.resume, progress=not args.quiet,
+                         workers=args.workers, gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
     best, seen = summary['best'], summary['best_observed']
     print(f"\n{summary['trajectories']} trajectories, {summary['proxy_epochs']} proxy epochs, {summary['seconds']:.0f} s "
           f"(agent {cfg.agent}, {summary['backend']} backend)")
+    if 'workers' in summary:           # a parallel search: how stale the policies were, what had to be re-run
+        print(f"{summary['workers']} workers: trajectories acted with policies {summary['staleness_mean']:.1f} trajectories old on average"
+              + ''.join(f"; {what}: {', '.join(str(t['trajectory']) for t in summary[what])}" for what in ('retried', 'failed') if summary[what]))
     if best is None: print('no architecture finished without diverging'); return 1
     print(f"handed over, by the rule '{summary['handover']}' (IS {best['is']:.3f}, FID {best['fid']:.2f}, score {best['score']:.3f}"
           f"{', mean of ' + str(best['count']) + ' runs' if best['count'] > 1 else ''}):")
@@ -86,7 +90,14 @@ def add_search_arguments(p) -> None:
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--resume', action='store_true', help='continue the search in --out from its last checkpoint')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_parallel_arguments(p, 'trajectories run on N Ray workers, one learner here (default 1: the serial search, no Ray)')
     p.set_defaults(func=cmd_search)
+
+def add_parallel_arguments(p, workers_help: str) -> None:
+    g = p.add_argument_group('parallel (Ray)')
+    g.add_argument('--workers', type=int, default=1, help=workers_help)
+    g.add_argument('--gpus-per-worker', type=float, default=0.0, help='GPU share of each worker: 0.25 packs four on one GPU (default 0: CPU)')
+    g.add_argument('--ray-address', help="join this Ray cluster ('auto', HOST:PORT or ray://...) instead of a local instance on 127.0.0.1")
 
 # %% ../nbs/17_cli.ipynb #eff3a831
 def cmd_train(args) -> int:
@@ -241,7 +252,8 @@ def cmd_bench_search(args) -> int:
     from e2gan.agents import AGENTS
     from e2gan.bench import benchmark_search, format_search_benchmark, plot_regret_curves
     bench = benchmark_search(seeds=args.seeds, trajectories=args.trajectories, noise=args.noise, landscape=args.landscape,
-                             agents=args.agents.split(',') if args.agents else AGENTS)
+                             agents=args.agents.split(',') if args.agents else AGENTS, workers=args.workers,
+                             gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     plot_regret_curves(bench['results'], out / 'regret.png')
     (out / 'bench.json').write_text(json.dumps(bench, indent=2))
@@ -278,6 +290,7 @@ def add_bench_arguments(p) -> None:
     s.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}')
     s.add_argument('--out', default='runs/bench-search', help='folder for regret.png and bench.json')
     s.add_argument('--json', action='store_true')
+    add_parallel_arguments(s, 'runs (agents x seeds) in parallel on N Ray workers (default 1: one after the other, no Ray)')
     s.set_defaults(func=cmd_bench_search)
     r = bsub.add_parser('reward', help='seconds of one reward: generation, feature extraction, statistics')
     r.add_argument('--dataset', default='shapes', choices=list(DATASETS))

@@ -116,6 +116,8 @@ def _open_run(out: Path, cfg_dict: dict, agent, resume: bool) -> tuple[int, list
         ck = load_checkpoint(ckpt_path, required=('agent', 'next_trajectory', 'n_records', 'config', 'rng'))
         if ck['config'] != json.loads(json.dumps(cfg_dict)):
             raise CheckpointError(f'{ckpt_path} belongs to a search with another configuration; use another --out')
+        if sorted(ck.get('done', range(ck['next_trajectory']))) != list(range(ck['next_trajectory'])): raise CheckpointError(
+            f'{ckpt_path} was written by a parallel search whose finished trajectories are not 0..n-1: resume it with workers > 1 (--workers)')
         agent.load_state_dict(ck['agent']); set_rng_states(ck['rng'])
         records = _read_records(log_path, ck['n_records'])
         _write_records(log_path, records)
@@ -145,8 +147,16 @@ def _write_results(out: Path, cfg: SearchConfig, agent, env, records: list[dict]
 
 # %% ../nbs/12_search.ipynb #4ac50896
 def run_search(out_dir: str | os.PathLike, config: SearchConfig | None = None, env=None, device=None,
-               resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
+               resume: bool = False, progress: bool = True, stop_after: int | None = None,
+               workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None) -> dict:
     "Run (or resume) a search; write search.jsonl, TensorBoard logs, checkpoint.pt, best_archs.json and summary.json."
+    if workers < 1: raise ValueError(f'workers must be >= 1, got {workers}')
+    if workers > 1:                      # trajectories on Ray workers, one learner here (e2gan.parallel)
+        from e2gan.parallel import run_parallel_search
+        factory = env if env is None or (callable(env) and not hasattr(env, 'step')) else (lambda: env)
+        return run_parallel_search(out_dir, config, env_factory=factory, device=device, resume=resume, progress=progress,
+                                   workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address, stop_after=stop_after)
+    if gpus_per_worker or ray_address: raise ValueError('gpus_per_worker and ray_address are settings of a parallel search: pass workers > 1')
     from tqdm.auto import tqdm
     from torch.utils.tensorboard import SummaryWriter
     cfg = config or SearchConfig()
