@@ -26,7 +26,9 @@ MAX_TRIES = 3          # a trajectory whose worker fails this many times is reco
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
     "Join the Ray cluster at `address`, or start a local instance that listens on 127.0.0.1 only; False when Ray was already running."
-    if address is None: os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'   # read when ray is imported, and by its processes
+    if address is None:
+        os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'   # read when ray is imported, and by its processes
+        os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')   # a local instance reports nothing to anyone
     import ray, logging
     if ray.is_initialized(): return False
     if address is None:
