@@ -7,7 +7,7 @@
 Part 1 runs `e2gan search --preset quick` (the README's quickstart, 100 trajectories) with --workers 1 and
 --workers 2, one after the other in this run, and prints the wall times and their ratio (the goal: 2 workers in
 at most 0.6x the time of 1). The 2-worker time includes starting a local Ray instance (127.0.0.1 only) and the
-workers. Part 2 runs `e2gan.parallel.staleness_regret`: the categorical SAC on surrogate landscape 0, 100
+workers. Part 2 runs `e2gan.bench.staleness_regret`: the categorical SAC on surrogate landscape 0, 100
 trajectories, with 1 (serial) and N workers, and prints the median true regret handed over and of the
 exploitation trajectories, with the ratio to the serial search. A benchmark, not a test: figures from one run.
 """
@@ -48,7 +48,7 @@ def main(argv=None):
         print(f'quick search, 2 workers / 1 worker: {t2[0] / t1[0]:.2f}x the wall time (goal <= 0.6x), '
               f'{t2[1] / t1[1]:.2f}x the time of the search loop (without starting Python, Ray and the workers)', flush=True)
     if not args.skip_staleness:
-        from e2gan.parallel import staleness_regret, format_staleness
+        from e2gan.bench import staleness_regret, format_staleness
         start = time.perf_counter()
         rows = staleness_regret(workers=args.workers, seeds=range(args.seeds))
         print(f'staleness on the surrogate (sac-categorical, landscape 0, 100 trajectories, {args.seeds} seeds; '
