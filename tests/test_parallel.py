@@ -182,8 +182,8 @@ def test_ctrl_c_stops_the_workers_and_the_local_ray_instance(tmp_path):
     procs = descendants(proc.pid)
     assert len(procs) >= 4                                          # the Ray processes and two workers
     os.killpg(proc.pid, signal.SIGINT)                              # Ctrl-C in a terminal: the whole process group
-    assert proc.wait(timeout=60) == 130
-    deadline = time.time() + 20
+    assert proc.wait(timeout=300) == 130                           # generous: Ray can take long to stop on a busy machine
+    deadline = time.time() + 60
     while time.time() < deadline and any(alive(p) for p in procs): time.sleep(0.2)
     assert not [p for p in procs if alive(p)], 'processes of the search outlived it'
     assert load_checkpoint(out / 'checkpoint.pt')['n_records'] == len(read(out))       # resumable
