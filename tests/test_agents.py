@@ -20,17 +20,6 @@ def env_factory():
     return lambda **kw: SurrogateEnv(state_dim=16, **kw)
 
 
-def observations(env, n, seed=0):
-    "Observations at every depth, from random trajectories of `env`."
-    rng, out = np.random.default_rng(seed), []
-    obs, _ = env.reset(seed=seed)
-    while len(out) < n:
-        out.append(obs)
-        obs, _, done, _, _ = env.step(np.array([rng.integers(k) for k in HEADS]))
-        if done: obs, _ = env.reset()
-    return torch.tensor(np.stack(out))
-
-
 def test_make_agent_rejects_unknown_agents_and_settings(env_factory):
     env = env_factory()
     with pytest.raises(ValueError, match='allowed: sac, sac-categorical, reinforce, random'):
