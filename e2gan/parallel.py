@@ -4,17 +4,15 @@
 
 # %% ../nbs/12_parallel.ipynb #e1a8c32e
 from __future__ import annotations
-import functools, os, socket, sys, time
+import os, socket, time
 from collections import deque
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable, Sequence
 import numpy as np
 import torch
-from .utils import derived_seed, save_atomic, get_rng_states
+from .utils import derived_seed
 from .agent import SearchAgent
 from .agents import ReinforceAgent, make_agent
-from .loop import phase_of, run_trajectory, trajectory_seed, trajectory_summaries
+from .loop import run_trajectory, trajectory_seed
 
 # %% auto #0
 __all__ = ['MAX_TRIES', 'init_ray', 'acting_seed', 'seed_acting', 'ActingAgent', 'EnvWorker', 'learn_from_trajectory',
