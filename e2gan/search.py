@@ -133,8 +133,8 @@ def _open_run(out: Path, cfg_dict: dict, agent, resume: bool) -> tuple[int, list
     return 0, [], dict(seconds=0.0, train_seconds=0.0, eval_seconds=0.0, proxy_epochs=0)
 
 # %% ../nbs/13_search.ipynb #ac441929
-def _write_results(out: Path, cfg: SearchConfig, agent, env, records: list[dict], totals: dict) -> dict:
-    "best_archs.json, search.png and summary.json from the records; returns the summary."
+def _write_results(out: Path, cfg: SearchConfig, agent, env, records: list[dict], totals: dict, **extra) -> dict:
+    "best_archs.json, search.png and summary.json (with `extra`) from the records; returns the summary."
     best_archs = rank_architectures(records, agent.handover, cfg.top_k)
     (out / 'best_archs.json').write_text(json.dumps(best_archs, indent=2))
     n_done = len(final_records(records))
@@ -147,6 +147,7 @@ def _write_results(out: Path, cfg: SearchConfig, agent, env, records: list[dict]
                    best=best_archs[0] if best_archs else None, best_observed=best_observed(records),
                    backend=getattr(getattr(env.unwrapped, 'evaluator', None), 'backend', None), out_dir=str(out))
     if summary['best_observed'] is not None: summary['best_observed']['arch'] = list(summary['best_observed']['arch'])
+    summary.update(extra)
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -306,7 +307,4 @@ def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Ca
         if started: ray.shutdown()
     alpha = info['alpha'] if info['alpha'] is not None else cfg.proxy.alpha
     env_view = SimpleNamespace(unwrapped=SimpleNamespace(alpha=alpha, evaluator=SimpleNamespace(backend=info['backend'])))
-    summary = _write_results(out, cfg, agent, env_view, records, totals)
-    summary.update(parallel_summary(records, cfg.trajectories, workers))
-    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
-    return summary
+    return _write_results(out, cfg, agent, env_view, records, totals, **parallel_summary(records, cfg.trajectories, workers))
