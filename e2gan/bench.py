@@ -15,47 +15,57 @@ from .models import RETRAIN_WIDTHS, SEARCH_WIDTHS, Generator
 from .data import ImageDataset, load_dataset, to_float
 from .metrics import Evaluator, NonFiniteImagesError
 from .training import GanConfig, GanTrainer
-from .surrogate import SurrogateEnv
+from .surrogate import SPLITS, SurrogateEnv, family_env, split_runs
 from .agents import AGENTS, make_agent
-from .loop import EXPLORE_FRACTION, HANDOVER_RULES, run_loop, handed_over_architecture
+from .loop import EXPLORE_FRACTION, HANDOVER_RULES, run_loop, handed_over_architecture, rescore_candidates, search_and_rescore
 from .parallel import WorkerPool, init_ray, parallel_map
 from .search import SearchConfig, run_search, run_parallel_search
 from .retrain import RetrainConfig, build_models
 
 # %% auto #0
-__all__ = ['benchmark_run', 'benchmark_agents', 'regret_table', 'format_regret_table', 'plot_regret_curves', 'first_within',
-           'top_fraction_regret', 'benchmark_search', 'format_search_benchmark', 'benchmark_reward',
+__all__ = ['agent_label', 'benchmark_run', 'benchmark_agents', 'regret_table', 'format_regret_table', 'plot_regret_curves',
+           'first_within', 'top_fraction_regret', 'benchmark_search', 'format_search_benchmark', 'benchmark_reward',
            'benchmark_training', 'format_benchmark', 'staleness_regret', 'format_staleness']
 
 # %% ../nbs/16_bench.ipynb #d0227c5e
-def benchmark_run(make_env: Callable[..., object], name: str, seed: int, trajectories: int = 100,
-                  explore_fraction: float = EXPLORE_FRACTION, overrides: dict | None = None, device=None) -> dict:
-    "One run of `benchmark_agents`: agent `name` with `seed` on `make_env(seed)` (or `make_env()`), judged by the true regret of what it hands over."
+def agent_label(agent) -> str:
+    "The name a benchmark reports an agent under: a name of `AGENTS`, or a runner function's `name` or `__name__`."
+    return agent if isinstance(agent, str) else getattr(agent, 'name', getattr(agent, '__name__', repr(agent)))
+
+def benchmark_run(make_env: Callable[..., object], name, seed: int, trajectories: int = 100,
+                  explore_fraction: float = EXPLORE_FRACTION, overrides: dict | None = None, device=None,
+                  rescore: int = 0, repeats: int = 2) -> dict:
+    "One run: agent `name` (or a runner `f(env, seed=, trajectories=)` returning loop records and a hand-over rule) with `seed` on `make_env(seed)`, judged by the true regret of what it hands over."
     env = make_env(seed) if inspect.signature(make_env).parameters else make_env()
     if not hasattr(env, 'regret'): raise ValueError(f'{type(env).__name__} has no regret(arch): benchmarks need an environment that knows its optimum, such as SurrogateEnv')
-    agent = make_agent(name, env.observation_space, env.action_space, seed=seed, device=device, **(overrides or {}).get(name, {}))
     start = time.perf_counter()
-    records = run_loop(env, agent, trajectories, explore_fraction, seed=seed)
-    arch, rule = handed_over_architecture(records, agent.handover)
+    if isinstance(name, str):
+        agent = make_agent(name, env.observation_space, env.action_space, seed=seed, device=device, **(overrides or {}).get(name, {}))
+        records, rule = search_and_rescore(env, agent, trajectories, rescore, repeats, explore_fraction, seed)
+    else:        # a peer agent outside the package: it searches, the hand-over is the benchmark's, as for every agent
+        records, rule = name(env, seed=seed, trajectories=trajectories - rescore)
+        if rescore: records, rule = records + rescore_candidates(env, records, rescore, trajectories - rescore, seed, repeats), 'rescored-mean'
+    arch, rule = handed_over_architecture(records, rule)
     finals, best_so_far, best = [r for r in records if 'score' in r], [], None
     for r in finals:              # the best observed so far: what "best observed" would hand over if stopped here
         if best is None or r['score'] > best['score']: best = r
         best_so_far.append(best['regret'])
-    return dict(seed=seed, arch=list(arch), rule=rule, regret=float(env.regret(list(arch))), seconds=time.perf_counter() - start,
+    return dict(seed=seed, landscape=getattr(env, 'landscape_seed', None), arch=list(arch), rule=rule,
+                regret=float(env.regret(list(arch))), seconds=time.perf_counter() - start,
                 trajectory_regrets=[r['regret'] for r in finals], incumbent_regrets=best_so_far)
 
-def benchmark_agents(make_env: Callable[..., object], agents: Sequence[str] = AGENTS, seeds: Sequence[int] = range(5),
+def benchmark_agents(make_env: Callable[..., object], agents: Sequence = AGENTS, seeds: Sequence[int] = range(5),
                      trajectories: int = 100, explore_fraction: float = EXPLORE_FRACTION, overrides: dict | None = None,
-                     device=None, workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None) -> dict[str, list[dict]]:
+                     device=None, workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None,
+                     rescore: int = 0, repeats: int = 2) -> dict[str, list[dict]]:
     "Run each agent once per seed on `make_env(seed)` (or `make_env()`); per agent, one dict per run with the handed-over architecture and its true `regret`. `workers` > 1: the runs in parallel on Ray."
-    calls = [(make_env, name, seed, trajectories, explore_fraction, overrides, device) for name in agents for seed in seeds]
+    calls = [(make_env, name, seed, trajectories, explore_fraction, overrides, device, rescore, repeats) for name in agents for seed in seeds]
     if workers > 1:
         runs = parallel_map(benchmark_run, calls, workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address)
     else: runs = [benchmark_run(*call) for call in calls]
-    results = {name: [] for name in agents}
-    for call, run in zip(calls, runs): results[call[1]].append(run)
+    results = {agent_label(name): [] for name in agents}
+    for call, run in zip(calls, runs): results[agent_label(call[1])].append(run)
     return results
-
 
 # %% ../nbs/16_bench.ipynb #f082f28c
 def regret_table(results: dict[str, list[dict]]) -> list[dict]:
@@ -66,12 +76,15 @@ def regret_table(results: dict[str, list[dict]]) -> list[dict]:
         rows.append(dict(agent=name, runs=len(r), median=float(np.median(r)), q25=float(np.percentile(r, 25)),
                          q75=float(np.percentile(r, 75)), best=float(r.min()), worst=float(r.max()), rule=runs[0]['rule'],
                          seconds=float(np.mean([run['seconds'] for run in runs]))))
+    base = next((r['median'] for r in rows if r['agent'] == 'random'), None)
+    for r in rows: r['vs_random'] = r['median'] / base if base else None   # the claim: a fraction of random search's
     return rows
 
 def format_regret_table(rows: list[dict]) -> str:
     "The table of `regret_table`, one line per agent."
-    lines = [f"{'agent':16s} {'runs':>4s} {'median':>7s} {'q25':>6s} {'q75':>6s} {'best':>6s} {'worst':>6s} {'s/run':>6s}  hands over"]
-    lines += [f"{r['agent']:16s} {r['runs']:4d} {r['median']:7.3f} {r['q25']:6.3f} {r['q75']:6.3f} {r['best']:6.3f} {r['worst']:6.3f} {r['seconds']:6.1f}  {r['rule']}"
+    lines = [f"{'agent':16s} {'runs':>4s} {'median':>7s} {'q25':>6s} {'q75':>6s} {'best':>6s} {'worst':>6s} {'/random':>7s} {'s/run':>6s}  hands over"]
+    lines += [f"{r['agent']:16s} {r['runs']:4d} {r['median']:7.3f} {r['q25']:6.3f} {r['q75']:6.3f} {r['best']:6.3f} {r['worst']:6.3f} "
+              + (f"{r['vs_random']:7.2f}" if r.get('vs_random') is not None else f"{'':7s}") + f" {r['seconds']:6.1f}  {r['rule']}"
               for r in rows]
     return '\n'.join(lines)
 
@@ -116,28 +129,37 @@ def top_fraction_regret(env, fraction: float = 0.001) -> float:
 
 # %% ../nbs/16_bench.ipynb #cafb6d0c
 def benchmark_search(seeds: int = 5, trajectories: int = 100, noise: float | None = None, landscape: int | str = 0,
-                     agents: Sequence[str] = AGENTS, workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None) -> dict:
-    "The search benchmark on the calibrated surrogate: per-run results, the regret table with hit counts, and the settings."
+                     agents: Sequence = AGENTS, workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None,
+                     split: str | None = None, rescore: int = 0, repeats: int = 2) -> dict:
+    "The search benchmark on the surrogate: per-run results, the regret table with hit counts, and the settings. `split` ('design' or 'report'): run i on family member i of that split with its agent seed i."
     for a in agents:
-        if a not in AGENTS: raise ValueError(f'unknown agent {a!r}; allowed: {", ".join(AGENTS)}')
-    each = landscape == 'each'      # every seed its own landscape: does the result hold across problems?
-    make_env = lambda seed: SurrogateEnv(noise=noise, seed=seed if each else int(landscape))
-    results = benchmark_agents(make_env, agents, seeds=range(seeds), trajectories=trajectories, workers=workers,
-                               gpus_per_worker=gpus_per_worker, ray_address=ray_address)
-    rows, top = regret_table(results), {seed: top_fraction_regret(make_env(seed)) for seed in range(seeds)}
+        if isinstance(a, str) and a not in AGENTS: raise ValueError(f'unknown agent {a!r}; allowed: {", ".join(AGENTS)} or a runner function')
+    if split is not None:
+        runs = split_runs(split, seeds)
+        land_of, seed_list = dict((s, l) for l, s in runs), [s for _, s in runs]
+        make_env = lambda seed: family_env(land_of[seed], noise)
+        where = f'{split} split: family members {runs[0][0]}..{runs[-1][0]}, one per run'
+    else:
+        each = landscape == 'each'      # every seed its own landscape: does the result hold across problems?
+        make_env, seed_list = (lambda seed: SurrogateEnv(noise=noise, seed=seed if each else int(landscape))), list(range(seeds))
+        where = 'one landscape per seed' if each else f'landscape {landscape}, optimum score {make_env(0).optimum()[1]:.3f}'
+    results = benchmark_agents(make_env, agents, seeds=seed_list, trajectories=trajectories, workers=workers,
+                               gpus_per_worker=gpus_per_worker, ray_address=ray_address, rescore=rescore, repeats=repeats)
+    rows, top = regret_table(results), {seed: top_fraction_regret(make_env(seed)) for seed in seed_list}
     for row in rows:
-        runs = results[row['agent']]
-        for key, firsts in (('optimum', [first_within(r) for r in runs]), ('top_0.1%', [first_within(r, top[r['seed']]) for r in runs])):
+        runs_ = results[row['agent']]
+        for key, firsts in (('optimum', [first_within(r) for r in runs_]), ('top_0.1%', [first_within(r, top[r['seed']]) for r in runs_])):
             hit = sorted(f for f in firsts if f is not None)
             row[f'reached_{key}'] = len(hit)
             row[f'first_{key}_median'] = float(np.median(hit)) if hit else None
-    where = 'one landscape per seed' if each else f'landscape {landscape}, optimum score {make_env(0).optimum()[1]:.3f}'
-    return dict(trajectories=trajectories, seeds=seeds, noise=noise, landscape=landscape, where=where, rows=rows, results=results)
+    return dict(trajectories=trajectories, seeds=seeds, noise=noise, landscape=landscape, split=split, rescore=rescore,
+                repeats=repeats, where=where, rows=rows, results=results)
 
 def format_search_benchmark(bench: dict) -> str:
     "The search benchmark as text: settings, the regret table, the hit counts."
-    noise = 1.0 if bench['noise'] is None else bench['noise']
-    lines = [f"SurrogateEnv ({bench['where']}, noise x{noise}), {bench['trajectories']} trajectories, {bench['seeds']} seeds",
+    noise = ('each member its own' if bench.get('split') else '1.0') if bench['noise'] is None else bench['noise']
+    rescore = f", the last {bench['rescore']} re-scoring the best {bench['rescore'] // bench['repeats']}" if bench.get('rescore') else ''
+    lines = [f"SurrogateEnv ({bench['where']}, noise x{noise}), {bench['trajectories']} trajectories{rescore}, {bench['seeds']} seeds",
              format_regret_table(bench['rows'])]
     for key, what in (('optimum', 'the optimum'), ('top_0.1%', 'a top-0.1% architecture')):
         for row in bench['rows']:

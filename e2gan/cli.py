@@ -253,7 +253,8 @@ def cmd_bench_search(args) -> int:
     from e2gan.bench import benchmark_search, format_search_benchmark, plot_regret_curves
     bench = benchmark_search(seeds=args.seeds, trajectories=args.trajectories, noise=args.noise, landscape=args.landscape,
                              agents=args.agents.split(',') if args.agents else AGENTS, workers=args.workers,
-                             gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
+                             gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address, split=args.split,
+                             rescore=args.rescore, repeats=args.repeats)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     plot_regret_curves(bench['results'], out / 'regret.png')
     (out / 'bench.json').write_text(json.dumps(bench, indent=2))
@@ -287,6 +288,12 @@ def add_bench_arguments(p) -> None:
     s.add_argument('--noise', type=float, default=None, help='noise as a multiple of the calibrated noise (0: none)')
     s.add_argument('--landscape', default='0', type=lambda v: v if v == 'each' else str(int(v)),
                    help='landscape seed of the surrogate, or "each": seed i searches landscape i')
+    s.add_argument('--split', choices=['design', 'report'],
+                   help='run i on member i of this split of the landscape family, agent seed i of the split (replaces --landscape); '
+                        'choose settings on design, quote report')
+    s.add_argument('--rescore', type=int, default=0,
+                   help='the last K trajectories of the budget re-score the best candidates, for every agent alike (0: off)')
+    s.add_argument('--repeats', type=int, default=2, help='re-scorings of each candidate when --rescore')
     s.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}')
     s.add_argument('--out', default='runs/bench-search', help='folder for regret.png and bench.json')
     s.add_argument('--json', action='store_true')

@@ -8,14 +8,14 @@ import time
 from collections import defaultdict
 from typing import Callable, Sequence
 import numpy as np
-from .searchspace import Architecture, arch_from_vector, cell_from_action
+from .searchspace import Architecture, action_from_cell, arch_from_vector, cell_from_action
 from .mdp import ContinuousActions, decode_logits, search_score
 from .agent import SearchAgent, head_sizes_of
 
 # %% auto #0
 __all__ = ['EXPLORE_FRACTION', 'INFO_KEYS', 'HANDOVER_RULES', 'n_exploring', 'phase_of', 'trajectory_seed', 'wrap_env',
            'take_step', 'observed_score', 'end_trajectory', 'run_trajectory', 'run_loop', 'trajectory_summaries',
-           'rank_architectures', 'handed_over_architecture']
+           'rank_architectures', 'handed_over_architecture', 'rescore_candidates', 'search_and_rescore']
 
 # %% ../nbs/11_loop.ipynb #7ce73e93
 EXPLORE_FRACTION = 0.7      # the paper: 70% of the trajectories explore, 30% exploit
@@ -115,7 +115,9 @@ def run_loop(env, agent: SearchAgent, trajectories: int = 100, explore_fraction:
     return records
 
 # %% ../nbs/11_loop.ipynb #0e49735b
-HANDOVER_RULES = {'exploit-mean': 'best mean observed in exploitation', 'best-observed': 'best observed'}
+HANDOVER_RULES = {'exploit-mean': 'best mean observed in exploitation', 'best-observed': 'best observed',
+                  'shrunk-mean': 'best mean observed, shrunk towards the mean of all by one observation',
+                  'rescored-mean': 'best mean of the re-scoring trajectories'}
 
 def trajectory_summaries(records: Sequence[dict]) -> list[dict]:
     "One entry per finished trajectory (its last record): index, phase, architecture, observed score, IS/FID when known."
@@ -128,11 +130,15 @@ def rank_architectures(records: Sequence[dict], rule: str, top_k: int | None = N
     "Distinct finished architectures, best first, by hand-over `rule` (a key of `HANDOVER_RULES`); diverged runs never count."
     if rule not in HANDOVER_RULES: raise ValueError(f'unknown hand-over rule {rule!r}; allowed: {", ".join(HANDOVER_RULES)}')
     trajs = [t for t in trajectory_summaries(records) if not t['diverged']]
-    pool = [t for t in trajs if t['phase'] == 'exploit'] if rule == 'exploit-mean' else trajs
+    phase = dict(zip(('exploit-mean', 'rescored-mean'), ('exploit', 'rescore'))).get(rule)
+    pool = [t for t in trajs if t['phase'] == phase] if phase else trajs
     if not pool: pool, rule = trajs, 'best-observed'         # no exploitation trajectory: the best observed, for every agent
     groups = defaultdict(list)
     for t in pool: groups[t['arch']].append(t)
-    value = np.mean if rule == 'exploit-mean' else np.max
+    value = np.max if rule == 'best-observed' else np.mean
+    if rule == 'shrunk-mean':   # one pseudo-observation at the overall mean: a lone lucky draw counts half
+        prior = float(np.mean([t['score'] for t in pool]))
+        value = lambda s: (np.sum(s) + prior) / (len(s) + 1)
     ranked = []
     for arch, ts in groups.items():
         entry = dict(vector=list(arch), description=arch_from_vector(arch).describe(), score=float(value([t['score'] for t in ts])),
@@ -148,3 +154,34 @@ def handed_over_architecture(records: Sequence[dict], rule: str) -> tuple[tuple[
     ranked = rank_architectures(records, rule, top_k=1)
     if not ranked: raise ValueError('no finished trajectory that did not diverge in the records')
     return tuple(ranked[0]['vector']), ranked[0]['rule']
+
+# %% ../nbs/11_loop.ipynb #9a5cf8bd
+def rescore_candidates(env, records: Sequence[dict], rescore: int, first_index: int, seed: int | None = 0, repeats: int = 2,
+                       rule: str = 'shrunk-mean') -> list[dict]:
+    "Re-build the `rescore // repeats` best candidates of `records` by `rule`, round robin, in `rescore` fresh trajectories (phase 'rescore')."
+    if rescore < 1 or repeats < 1: raise ValueError(f'rescore and repeats must be >= 1, got {rescore} and {repeats}')
+    candidates = rank_architectures(records, rule, top_k=max(1, rescore // repeats))
+    if not candidates: raise ValueError('no finished trajectory that did not diverge to re-score')
+    env, out = env.unwrapped, []          # the discrete environment, driven directly: no agent acts or learns
+    for k in range(rescore):
+        index, cells = first_index + k, arch_from_vector(candidates[k % len(candidates)]['vector']).cells
+        obs, _ = env.reset(seed=trajectory_seed(seed, index))
+        traj = []
+        for t, cell in enumerate(cells):
+            action = np.array(action_from_cell(cell, len(cells)))
+            obs, reward, terminated, truncated, info = env.step(action)
+            traj.append(dict(step=t, explore=False, phase='rescore', action=action.tolist(), cell_action=action.tolist(),
+                             reward=float(reward), arch=list(info.get('arch', [])), terminated=bool(terminated),
+                             truncated=bool(truncated), trajectory=index,
+                             **{k: (float(info[k]) if isinstance(info[k], float) else info[k]) for k in INFO_KEYS if k in info}))
+        traj[-1]['score'] = observed_score(env, traj[-1], sum(r['reward'] for r in traj))
+        out += traj
+    return out
+
+def search_and_rescore(env, agent: SearchAgent, trajectories: int = 100, rescore: int = 0, repeats: int = 2,
+                       explore_fraction: float = EXPLORE_FRACTION, seed: int | None = 0) -> tuple[list[dict], str]:
+    "`run_loop` for `trajectories - rescore`, then `rescore_candidates` for the rest; the records and the hand-over rule to apply."
+    if not 0 <= rescore < trajectories: raise ValueError(f'rescore must be in [0, trajectories), got {rescore} of {trajectories}')
+    records = run_loop(env, agent, trajectories - rescore, explore_fraction, seed=seed)
+    if not rescore: return records, agent.handover
+    return records + rescore_candidates(env, records, rescore, trajectories - rescore, seed, repeats), 'rescored-mean'

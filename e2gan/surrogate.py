@@ -18,8 +18,10 @@ from .utils import configure_threads
 from .mdp import search_score, step_reward
 
 # %% auto #0
-__all__ = ['FIELDS', 'MEASURED', 'CALIBRATION', 'draw_effects', 'latent_parts', 'arch_fields', 'prefix_parts',
-           'measure_gan_landscape', 'summarize_measurements', 'SurrogateEnv', 'reported_is_moments', 'fit_calibration']
+__all__ = ['FIELDS', 'WITHIN_CELL', 'BETWEEN_CELLS', 'MEASURED', 'CALIBRATION', 'LANDSCAPE_RANGES', 'DESIGN_LANDSCAPES',
+           'DESIGN_SEEDS', 'REPORT_LANDSCAPES', 'REPORT_SEEDS', 'SPLITS', 'draw_effects', 'latent_parts', 'arch_fields',
+           'prefix_parts', 'measure_gan_landscape', 'summarize_measurements', 'SurrogateEnv', 'reported_is_moments',
+           'fit_calibration', 'landscape_structure', 'family_env', 'split_runs']
 
 # %% ../nbs/07_surrogate.ipynb #7ec443f9
 FIELDS = dict(conv=2, norm=3, up=3, shortcut=2)
@@ -31,7 +33,10 @@ def _interaction_only(table: np.ndarray) -> np.ndarray:
         out = out - out.mean(axis, keepdims=True)
     return out
 
-def draw_effects(rng: np.random.Generator, n_cells: int = 3, hidden: int = 16) -> dict:
+WITHIN_CELL, BETWEEN_CELLS = ('conv_norm', 'skip_up'), ('up_up', 'skip_norm', 'norm_norm', 'up_up_up')   # kinds of interaction
+
+def draw_effects(rng: np.random.Generator, n_cells: int = 3, hidden: int = 16, cell_weights: Sequence[float] | None = None,
+                 within_weight: float = 1.0, between_weight: float = 1.0) -> dict:
     "Random tables of one synthetic landscape: main effects, pure interactions and a random tanh network (the remainder)."
     e, n_inputs = {}, 4 * n_cells + n_cells * (n_cells - 1) // 2 + 1
     gain = 1.5 / math.sqrt(n_inputs)   # hidden pre-activations of sd ~1.5: the tanh bends but rarely saturates
@@ -49,8 +54,18 @@ def draw_effects(rng: np.random.Generator, n_cells: int = 3, hidden: int = 16) -
             e['w', 'skip', j, i] = rng.normal(0, gain, (2, hidden))
     if n_cells >= 3: e['up_up_up'] = _interaction_only(rng.normal(size=(3, 3, 3)))
     e['b'], e['v'] = rng.normal(0, gain, hidden), rng.normal(size=hidden)
+    _weigh_effects(e, n_cells, cell_weights, within_weight, between_weight)
     _remove_additive_remainder(e, n_cells)
     return e
+
+def _weigh_effects(e: dict, n_cells: int, cell_weights, within_weight: float, between_weight: float) -> None:
+    "Scale each cell's own tables (main effects, within-cell interactions, inputs of the remainder) and each kind of interaction."
+    w = np.ones(n_cells) if cell_weights is None else np.asarray(cell_weights, float)
+    for key in list(e):        # the draws above are untouched, so weights of 1 leave a landscape bit for bit as it was
+        kind = key if isinstance(key, str) else key[0]
+        if kind in ('main', 'w'): e[key] = e[key] * w[key[-1]]
+        elif kind in WITHIN_CELL: e[key] = e[key] * (within_weight * w[key[-1]])
+        elif kind in BETWEEN_CELLS: e[key] = e[key] * between_weight
 
 def latent_parts(e: dict, cells: Sequence[dict]) -> tuple:
     "Main effects, interactions and remainder of the prefix `cells` (one dict of broadcastable field arrays per cell)."
@@ -204,14 +219,19 @@ def _uniform_pair(key: int, counter: int) -> tuple[float, float]:
     return (h1 >> 11) * 2.0**-53, (_splitmix64(h1) >> 11) * 2.0**-53
 
 @functools.lru_cache(maxsize=8)
-def _landscape(seed: int, n_cells: int, interaction_share: float, remainder_share: float) -> dict:
+def _landscape(seed: int, n_cells: int, interaction_share: float, remainder_share: float, cell_weights: tuple | None = None,
+               within_weight: float = 1.0, between_weight: float = 1.0) -> dict:
     "Standardised latents of every prefix at every stage, for the IS landscape and FID's own landscape."
     shares = np.array([1 - interaction_share - remainder_share, interaction_share, remainder_share])
     out = {}
     for name, ss in zip(('is', 'fid'), np.random.SeedSequence([seed, 7]).spawn(2)):
-        e = draw_effects(np.random.default_rng(ss), n_cells)
+        e = draw_effects(np.random.default_rng(ss), n_cells, cell_weights=cell_weights, within_weight=within_weight,
+                         between_weight=between_weight)
         parts = [prefix_parts(e, t) for t in range(n_cells + 1)]
-        weights = np.sqrt(shares / parts[-1].var(1))      # the groups' shares of the variance over the whole space
+        var = parts[-1].var(1)
+        if ((shares > 0) & (var == 0)).any(): raise ValueError(
+            f'a group with a share > 0 has no variance (shares {shares.round(3).tolist()}): set its weights or its share')
+        weights = np.sqrt(np.divide(shares, var, out=np.zeros(3), where=var > 0))   # the groups' shares of the variance
         zs = [weights @ p for p in parts]
         stats = [(float(zt.mean()), float(zt.std()) if t else 1.) for t, zt in enumerate(zs)]
         out[name] = dict(effects=e, weights=weights, stats=stats, z=[(zt - m) / s for zt, (m, s) in zip(zs, stats)])
@@ -224,13 +244,17 @@ class SurrogateEnv(gym.Env):
 
     def __init__(self, n_cells: int = 3, state_dim: int = 128, alpha: float = 0.01, fid_scale: float = 0.01,
                  noise: float | None = None, seed: int = 0, spread: float = 1.0, interaction_share: float = 0.35,
-                 remainder_share: float = 0.15, calibration: dict | None = None):
+                 remainder_share: float = 0.15, calibration: dict | None = None, cell_weights: Sequence[float] | None = None,
+                 within_weight: float = 1.0, between_weight: float = 1.0):
         if not 1 <= n_cells <= 3: raise ValueError(f'n_cells must be 1, 2 or 3 (the surrogate enumerates its space), got {n_cells}')
         if state_dim < 1: raise ValueError(f'state_dim must be >= 1, got {state_dim}')
         noise = 1. if noise is None else float(noise)
         if noise < 0 or spread < 0: raise ValueError(f'noise and spread are scales >= 0 (1 = as measured), got {noise} and {spread}')
         if interaction_share < 0 or remainder_share < 0 or interaction_share + remainder_share > 1: raise ValueError(
             f'interaction_share and remainder_share must be >= 0 with a sum <= 1, got {interaction_share} and {remainder_share}')
+        if cell_weights is not None and (len(cell_weights) != n_cells or min(cell_weights) < 0 or max(cell_weights) == 0):
+            raise ValueError(f'cell_weights are {n_cells} weights >= 0, not all 0; got {cell_weights}')
+        if min(within_weight, between_weight) < 0: raise ValueError(f'within_weight and between_weight must be >= 0, got {within_weight}, {between_weight}')
         self.calibration = cal = CALIBRATION if calibration is None else calibration
         configure_threads()              # the agents' small networks: one thread unless the user chose (utils)
         self.n_cells, self.state_dim, self.alpha, self.fid_scale = n_cells, state_dim, float(alpha), float(fid_scale)
@@ -245,7 +269,10 @@ class SurrogateEnv(gym.Env):
         self._noise_corr, self._stage_corr = float(cal['noise_corr']), float(cal['stage_noise_corr'])
         r = float(cal['spread_corr'])
         self._mix = (r, math.sqrt(1 - r * r))
-        self._land = _landscape(seed, n_cells, self.interaction_share, self.remainder_share)
+        self.cell_weights = None if cell_weights is None else tuple(float(w) for w in cell_weights)
+        self.within_weight, self.between_weight = float(within_weight), float(between_weight)
+        self._land = _landscape(seed, n_cells, self.interaction_share, self.remainder_share, self.cell_weights,
+                                self.within_weight, self.between_weight)
         self._tables()
         self._init_state(seed, float(cal['state_sd']))
         self._t = None
@@ -405,7 +432,9 @@ def __str__(self: SurrogateEnv): return repr(self)
 @patch
 def __repr__(self: SurrogateEnv):
     return (f'SurrogateEnv(n_cells={self.n_cells}, seed={self.landscape_seed}, noise={self.noise}, spread={self.spread}, '
-            f'interaction_share={self.interaction_share}, remainder_share={self.remainder_share}, alpha={self.alpha})')
+            f'interaction_share={self.interaction_share}, remainder_share={self.remainder_share}, alpha={self.alpha}'
+            + (f', cell_weights={self.cell_weights}' if self.cell_weights is not None else '')
+            + ''.join(f', {k}={getattr(self, k)}' for k in ('within_weight', 'between_weight') if getattr(self, k) != 1) + ')')
 
 # %% ../nbs/07_surrogate.ipynb #76a2d28f
 def _floored_normal_moments(x: np.ndarray, sd: float) -> tuple[np.ndarray, np.ndarray]:
@@ -453,3 +482,36 @@ CALIBRATION = dict(MEASURED, fitted_to='MEASURED',
     is_mean=[1.811, 2.68, 2.074, 1.759], is_spread=[0.0, 0.1685, 1.136, 0.8665], is_noise=[0.4263, 1.085, 0.7132, 0.4911],
     spread_corr=-0.807,
 )
+
+# %% ../nbs/07_surrogate.ipynb #423ce085
+LANDSCAPE_RANGES = dict(interaction_share=(0.15, 0.55), remainder_share=(0.0, 0.30), within_weight=(0.25, 4.0),
+                        cell_weight=(0.5, 2.0), last_cell_dominant=1 / 3, last_cell_factor=3.0, noise=(0.7, 1.3))
+DESIGN_LANDSCAPES, DESIGN_SEEDS = range(0, 50), range(0, 50)          # where agents and settings are chosen
+REPORT_LANDSCAPES, REPORT_SEEDS = range(1000, 1020), range(2000, 2020)  # looked at once, at the end
+SPLITS = dict(design=(DESIGN_LANDSCAPES, DESIGN_SEEDS), report=(REPORT_LANDSCAPES, REPORT_SEEDS))
+
+def landscape_structure(landscape: int) -> dict:
+    "The `SurrogateEnv` arguments of family member `landscape`: 0 is the calibrated default, the others drawn from `LANDSCAPE_RANGES`."
+    if landscape == 0: return dict(seed=0)
+    r, rng = LANDSCAPE_RANGES, np.random.default_rng([landscape, 29])
+    u = lambda lo, hi: float(rng.uniform(lo, hi))
+    log_u = lambda lo, hi: float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
+    out = dict(seed=landscape, interaction_share=u(*r['interaction_share']), remainder_share=u(*r['remainder_share']),
+               within_weight=log_u(*r['within_weight']), cell_weights=[log_u(*r['cell_weight']) for _ in range(3)])
+    if rng.uniform() < r['last_cell_dominant']: out['cell_weights'][-1] *= r['last_cell_factor']
+    out['noise'] = u(*r['noise'])
+    return {k: (tuple(round(x, 3) for x in v) if isinstance(v, list) else round(v, 3) if isinstance(v, float) else v)
+            for k, v in out.items()}
+
+def family_env(landscape: int, noise: float | None = None, **overrides) -> SurrogateEnv:
+    "Member `landscape` of the family; `noise` (x the calibrated) replaces the member's own when given."
+    kw = landscape_structure(landscape)
+    if noise is not None: kw['noise'] = noise
+    return SurrogateEnv(**{**kw, **overrides})
+
+def split_runs(split: str, n: int | None = None) -> list[tuple[int, int]]:
+    "(landscape, agent seed) of the first `n` runs of the 'design' or 'report' split (all when `n` is None)."
+    if split not in SPLITS: raise ValueError(f'unknown split {split!r}; allowed: {", ".join(SPLITS)}')
+    lands, seeds = SPLITS[split]
+    if n is not None and not 1 <= n <= len(lands): raise ValueError(f'the {split} split has {len(lands)} runs, asked for {n}')
+    return list(zip(lands, seeds))[:n]

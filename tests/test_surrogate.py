@@ -1,5 +1,5 @@
 "SurrogateEnv: gymnasium's checks, an optimum that exhaustive enumeration confirms, the MDP's bookkeeping, calibrated noise and real interactions."
-import random, warnings
+import dataclasses, random, warnings
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -205,3 +205,120 @@ def test_bad_input_is_rejected_clearly(env):
     with pytest.raises(ValueError, match='n_cells'): SurrogateEnv(n_cells=4)
     with pytest.raises(ValueError, match='share'): SurrogateEnv(interaction_share=0.7, remainder_share=0.5)
     with pytest.raises(ValueError, match='3 cells'): env.score('0 1 0 1 0 1 2 1 0')
+
+
+# ---- the family of landscapes ----
+from e2gan.surrogate import (DESIGN_LANDSCAPES, DESIGN_SEEDS, LANDSCAPE_RANGES, REPORT_LANDSCAPES, REPORT_SEEDS, family_env,
+                             landscape_structure, split_runs)
+
+
+def test_family_member_0_is_the_calibrated_default():
+    default, member = SurrogateEnv(), family_env(0)
+    assert np.array_equal(default.all_scores(), member.all_scores()) and member.noise == default.noise
+    explicit = SurrogateEnv(cell_weights=(1, 1, 1), within_weight=1, between_weight=1)   # weights of 1 change nothing
+    assert np.array_equal(default.all_scores(), explicit.all_scores())
+
+
+def test_every_sampled_family_member_has_a_unique_optimum_found_by_enumeration():
+    for landscape in [*DESIGN_LANDSCAPES[:10], *REPORT_LANDSCAPES[:10]]:
+        env = family_env(landscape)
+        s = env.all_scores()
+        best, best_score = env.optimum()
+        assert (s == s.max()).sum() == 1 and best_score == s.max() == pytest.approx(env.score(best))
+        assert env.regret(best) == 0 and env.regret(arch_from_index(int(np.argmin(s)))) == pytest.approx(s.max() - s.min())
+
+
+def test_family_structure_is_drawn_inside_its_documented_ranges_and_varies():
+    r = LANDSCAPE_RANGES
+    structures = [landscape_structure(l) for l in range(1, 41)]
+    for s in structures:
+        assert r['interaction_share'][0] - 1e-3 <= s['interaction_share'] <= r['interaction_share'][1] + 1e-3
+        assert r['remainder_share'][0] <= s['remainder_share'] <= r['remainder_share'][1] + 1e-3
+        assert r['noise'][0] - 1e-3 <= s['noise'] <= r['noise'][1] + 1e-3
+        assert all(r['cell_weight'][0] - 1e-3 <= w <= r['cell_weight'][1] * r['last_cell_factor'] + 1e-3 for w in s['cell_weights'])
+    dominant = [s['cell_weights'][-1] > r['cell_weight'][1] + 1e-3 for s in structures]
+    assert 0 < sum(dominant) < len(structures)          # some members are dominated by their last cell, most are not
+    assert len({s['interaction_share'] for s in structures}) > 30    # drawn per member (rounded to 3 digits)
+    assert landscape_structure(7) == landscape_structure(7)   # a member is a fixed function of its number
+
+
+def swap_cell(a, b, i):
+    "Architecture a with its cell i taken from b."
+    return Architecture(tuple(b[j] if j == i else a[j] for j in range(len(a))))
+
+
+def log_fid(env, archs):
+    return np.log(env.true_metrics(archs)[1])
+
+
+@pytest.mark.parametrize('between', [0.0, 1.0])
+def test_without_between_cell_interactions_and_remainder_the_latent_is_additive_over_cells(between):
+    env = SurrogateEnv(seed=5, remainder_share=0, between_weight=between)
+    rng = random.Random(0)
+    pairs = [(random_architecture(3, rng), random_architecture(3, rng)) for _ in range(200)]
+    gaps = []
+    for a, b in pairs:       # f(a) + f(b) = f(a with b's cell i) + f(b with a's cell i) for an additive f over cells
+        lf = log_fid(env, [a, b, swap_cell(a, b, 1), swap_cell(b, a, 1)])
+        gaps.append(abs(lf[0] + lf[1] - lf[2] - lf[3]))
+    if between == 0: assert max(gaps) < 1e-9
+    else: assert max(gaps) > 0.05               # with them, swapping a cell changes what the other cells are worth
+
+
+def swap_head(a, b, i, head):
+    "Architectures a and b with the option of `head` of cell i exchanged."
+    ca, cb = dataclasses.replace(a[i], **{head: getattr(b[i], head)}), dataclasses.replace(b[i], **{head: getattr(a[i], head)})
+    return (Architecture(tuple(ca if j == i else c for j, c in enumerate(a.cells))),
+            Architecture(tuple(cb if j == i else c for j, c in enumerate(b.cells))))
+
+
+def head_gap(env, cell=0, head='norm', n=100):
+    "Mean |f(a) + f(b) - f(a') - f(b')| of log FID when a and b exchange one head of one cell: 0 when additive in that head."
+    rng, gaps = random.Random(2), []
+    for _ in range(n):
+        a, b = random_architecture(3, rng), random_architecture(3, rng)
+        lf = log_fid(env, [a, b, *swap_head(a, b, cell, head)])
+        gaps.append(abs(lf[0] + lf[1] - lf[2] - lf[3]))
+    return float(np.mean(gaps))
+
+
+def test_without_interactions_and_remainder_the_latent_is_additive_over_heads():
+    env = SurrogateEnv(seed=6, interaction_share=0, remainder_share=0, cell_weights=(1, 2, 0.5))
+    assert all(head_gap(env, cell, head, 30) < 1e-9 for cell in range(3) for head in ('conv', 'norm', 'up', 'shortcut'))
+    assert head_gap(SurrogateEnv(seed=6, interaction_share=0, remainder_share=0.3), 2, 'up') > 0.01   # the remainder is not
+
+
+def test_within_cell_interactions_are_what_within_weight_scales():
+    none = SurrogateEnv(seed=8, remainder_share=0, within_weight=0)
+    assert head_gap(none, 0, 'conv') < 1e-9   # the conv block meets other heads only in the within-cell conv x norm table
+    weak, strong = (head_gap(SurrogateEnv(seed=8, remainder_share=0, within_weight=w), 0, 'conv') for w in (1, 3))
+    assert strong > weak > 0.01
+
+
+def cell_share(env, cell):
+    "Share of the score's variance over the whole space explained by one cell alone (the variance of its marginal means)."
+    s = env.all_scores()
+    return s.reshape(36, 72, 144).mean(tuple(a for a in range(3) if a != cell)).var() / s.var()
+
+
+def test_cell_weights_set_which_cells_matter_and_last_cell_dominance_is_measurable():
+    even, last, first = (SurrogateEnv(seed=9, cell_weights=w) for w in (None, (1, 1, 3), (3, 1, 1)))
+    assert cell_share(last, 2) > 2 * cell_share(even, 2) and cell_share(last, 2) > 0.5   # a score dominated by the last cell
+    assert cell_share(first, 0) > 2 * cell_share(even, 0) and cell_share(first, 0) > cell_share(first, 2)
+    with pytest.raises(ValueError, match='cell_weights'): SurrogateEnv(cell_weights=(1, 1))
+
+
+def test_noise_level_scales_the_observation_noise():
+    arch = SurrogateEnv().optimum()[0]
+    def final_is(noise):
+        env = SurrogateEnv(seed=3, noise=noise, calibration=dict(CALIBRATION, is_mean=[m + 5 for m in CALIBRATION['is_mean']]))
+        return np.array([run(env, arch, seed=s)[2][-1]['is'] for s in range(400)])   # IS far above its floor of 1
+    low, high = final_is(0.7), final_is(1.3)
+    assert low.mean() == pytest.approx(high.mean(), abs=0.1)
+    assert high.std() / low.std() == pytest.approx(1.3 / 0.7, rel=0.1)
+
+
+def test_design_and_report_splits_never_overlap():
+    assert not set(DESIGN_LANDSCAPES) & set(REPORT_LANDSCAPES) and not set(DESIGN_SEEDS) & set(REPORT_SEEDS)
+    assert len(DESIGN_LANDSCAPES) == len(DESIGN_SEEDS) and len(REPORT_LANDSCAPES) == len(REPORT_SEEDS)
+    assert split_runs('report', 3) == [(1000, 2000), (1001, 2001), (1002, 2002)]
+    with pytest.raises(ValueError, match='split'): split_runs('test')
