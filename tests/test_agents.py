@@ -153,3 +153,18 @@ def test_categorical_sac_beats_random_search_across_landscapes():
     random_median = np.median([regret('random', land, seed) for land in landscapes for seed in range(3)])
     sac = [regret('sac-categorical', land, land) for land in landscapes]
     assert np.median(sac) < 0.8 * random_median, (sac, random_median)
+
+
+def test_the_recommended_agent_beats_random_search_on_held_out_report_landscapes():
+    "The default agent of `e2gan search`, on the first three report-split members (never used while designing): 100 trajectories, each member's own noise."
+    from e2gan.search import SearchConfig
+    from e2gan.surrogate import family_env, split_runs
+    def regret(name, landscape, seed):
+        env = family_env(landscape)
+        agent = make_agent(name, env.observation_space, env.action_space, seed=seed)
+        return env.regret(list(handed_over_architecture(run_loop(env, agent, 100, seed=seed), agent.handover)[0]))
+    runs = split_runs('report', 3)
+    recommended = [regret(SearchConfig().agent, land, seed) for land, seed in runs]
+    random = [regret('random', land, seed + k) for land, seed in runs for k in range(0, 500, 100)]   # 5 random searches per member
+    assert np.median(recommended) < 0.67 * np.median(random), (recommended, np.median(random))
+    assert max(recommended) < np.median(random)          # on every member, not one lucky run

@@ -88,3 +88,52 @@ def test_the_search_and_the_benchmark_hand_over_the_same_architecture(tmp_path):
         assert summary['best']['vector'] == run['arch'] and summary['handover'] == run['rule']
         best = json.loads((tmp_path / agent / 'best_archs.json').read_text())
         assert best[0]['vector'] == run['arch']
+
+
+def test_rescoring_spends_the_end_of_the_budget_on_the_best_candidates_for_any_agent():
+    import numpy as np
+    from e2gan.agents import make_agent
+    from e2gan.loop import rank_architectures, run_loop, search_and_rescore, trajectory_summaries
+    from e2gan.surrogate import SurrogateEnv
+    env = SurrogateEnv(seed=4)
+    for name in ('random', 'sac'):      # a discrete agent and one on the continuous 14-logit wrapper
+        agent = make_agent(name, env.observation_space, env.action_space, seed=1)
+        records, rule = search_and_rescore(env, agent, trajectories=30, rescore=6, repeats=2, seed=1)
+        summaries = trajectory_summaries(records)
+        assert len(summaries) == 30 and rule == 'rescored-mean'                        # the budget is the same
+        search, rescored = summaries[:24], summaries[24:]
+        assert all(t['phase'] == 'rescore' for t in rescored) and [t['trajectory'] for t in rescored] == list(range(24, 30))
+        top3 = [tuple(e['vector']) for e in rank_architectures(records[:-18], 'shrunk-mean', top_k=3)]
+        assert [t['arch'] for t in rescored] == top3 * 2                                 # the 3 best candidates, twice each
+        handed = rank_architectures(records, rule, top_k=1)[0]
+        means = {a: np.mean([t['score'] for t in rescored if t['arch'] == a]) for a in top3}
+        assert tuple(handed['vector']) == max(means, key=means.get) and handed['count'] == 2   # fresh observations only
+        same = make_agent(name, env.observation_space, env.action_space, seed=1)
+        assert trajectory_summaries(run_loop(env, same, 24, seed=1)) == search          # the agent neither acts nor learns in them
+
+
+def test_shrunk_mean_counts_a_lone_draw_half():
+    from e2gan.loop import rank_architectures
+    rec = lambda i, arch, score: dict(trajectory=i, phase='explore', arch=arch, score=score, explore=True)
+    a, b = [0] * 14, [1] * 14
+    records = [rec(0, a, 10.0), rec(1, b, 9.5), rec(2, b, 9.5), rec(3, b, 9.5), rec(4, [0, 1] * 7, 0.0)]
+    ranked = rank_architectures(records, 'shrunk-mean')
+    prior = 38.5 / 5
+    assert ranked[0]['vector'] == b and ranked[0]['score'] == pytest.approx((28.5 + prior) / 4)   # three 9.5s beat one 10
+    assert ranked[1]['score'] == pytest.approx((10 + prior) / 2)
+    assert rank_architectures(records, 'best-observed')[0]['vector'] == a
+
+
+def test_bench_search_on_a_split_pairs_each_run_with_its_member_and_seed_and_takes_runner_functions():
+    from e2gan.bench import benchmark_search
+    from e2gan.loop import run_loop
+    from e2gan.agents import make_agent
+    def mine(env, seed, trajectories):
+        agent = make_agent('random', env.observation_space, env.action_space, seed=seed)
+        return run_loop(env, agent, trajectories, seed=seed), 'best-observed'
+    bench = benchmark_search(seeds=2, trajectories=12, split='report', agents=('random', mine), rescore=4)
+    assert [(r['landscape'], r['seed']) for r in bench['results']['random']] == [(1000, 2000), (1001, 2001)]
+    assert [r['arch'] for r in bench['results']['mine']] == [r['arch'] for r in bench['results']['random']]   # the same search
+    rows = {r['agent']: r for r in bench['rows']}
+    assert rows['random']['vs_random'] == 1 and rows['mine']['rule'] == 'best mean of the re-scoring trajectories'
+    assert all(len(r['trajectory_regrets']) == 12 for r in bench['results']['mine'])
