@@ -157,9 +157,9 @@ def benchmark_search(seeds: int = 5, trajectories: int = 100, noise: float | Non
 
 def format_search_benchmark(bench: dict) -> str:
     "The search benchmark as text: settings, the regret table, the hit counts."
-    noise = ('each member its own' if bench.get('split') else '1.0') if bench['noise'] is None else bench['noise']
+    noise = ("each member's own" if bench.get('split') else 'x1.0') if bench['noise'] is None else f"x{bench['noise']}"
     rescore = f", the last {bench['rescore']} re-scoring the best {bench['rescore'] // bench['repeats']}" if bench.get('rescore') else ''
-    lines = [f"SurrogateEnv ({bench['where']}, noise x{noise}), {bench['trajectories']} trajectories{rescore}, {bench['seeds']} seeds",
+    lines = [f"SurrogateEnv ({bench['where']}, noise {noise}), {bench['trajectories']} trajectories{rescore}, {bench['seeds']} seeds",
              format_regret_table(bench['rows'])]
     for key, what in (('optimum', 'the optimum'), ('top_0.1%', 'a top-0.1% architecture')):
         for row in bench['rows']:
