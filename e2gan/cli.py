@@ -46,7 +46,8 @@ def cmd_search(args) -> int:
     from e2gan.search import search_config, run_search
     from e2gan.loop import HANDOVER_RULES
     cfg = search_config(args.preset, dataset=args.dataset, backend=args.backend, agent=args.agent, trajectories=args.trajectories,
-                        seed=args.seed, data_root=args.data_root, inception_weights=args.inception_weights)
+                        seed=args.seed, data_root=args.data_root, inception_weights=args.inception_weights,
+                        reward_precision=args.reward_precision)
     summary = run_search(args.out, cfg, device=args.device, resume=args.resume, progress=not args.quiet,
                          workers=args.workers, gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
     best, seen = summary['best'], summary['best_observed']
@@ -83,6 +84,8 @@ def add_search_arguments(p) -> None:
     p.add_argument('--data-root', help='where data sets are (default $E2GAN_DATA or ~/.cache/e2gan/data)')
     p.add_argument('--backend', choices=['classifier', 'inception'], help='feature backend of IS/FID')
     p.add_argument('--inception-weights', help='the InceptionV3 weights file, where it cannot be downloaded (or $E2GAN_INCEPTION_WEIGHTS)')
+    p.add_argument('--reward-precision', choices=['float32', 'bfloat16'],
+                   help='feature extraction of the reward: float32 (default) or bfloat16 autocast (faster on a GPU; reported scores stay float32)')
     p.add_argument('--agent', choices=list(AGENTS), help='search agent (default sac)')
     p.add_argument('--trajectories', type=int, help="budget in trajectories (the preset's by default)")
     p.add_argument('--device', help='cuda, cpu, cuda:1, ... (default: cuda when available)')
