@@ -33,12 +33,14 @@ fi
 export E2GAN_INCEPTION_WEIGHTS=$INCEPTION_WEIGHTS
 run() { local name=$1 limit=$2; shift 2; local t0=$(date +%s.%N)
   timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; local rc=$?
-  log "$name: rc $rc, $(python -c "print(f'{$(date +%s.%N) - $t0:.1f}')") s"; tail -n 3 "$OUT/$name.txt" | tee -a "$OUT/summary.txt"; }
-run reward-inception 300 e2gan bench reward --dataset "$DATASET" --num-images "$NUM_IMAGES" --backend inception --device "$DEVICE" --json
+  log "$name: rc $rc, $(python -c "print(f'{$(date +%s.%N) - $t0:.1f}')") s (output: $name.txt)"; }
+[ "$DEVICE" = cpu ] && log "reward-inception: skipped on the CPU (20,000 reference images through InceptionV3)" || \
+  run reward-inception 300 e2gan bench reward --dataset "$DATASET" --num-images "$NUM_IMAGES" --backend inception --device "$DEVICE" --json
 run reward-classifier 300 e2gan bench reward --dataset "$DATASET" --num-images "$NUM_IMAGES" --backend classifier --device "$DEVICE" --json
 run train-retrain-widths 300 e2gan bench train --device "$DEVICE" --steps "$STEPS" --json
 run train-search-widths 300 e2gan bench train --device "$DEVICE" --steps "$STEPS" --gf-dim 16 --df-dim 16 --json
 run bf16-ranking 600 python benchmarks/bench_bf16_ranking.py --preset "$PRESET" --dataset "$DATASET" --device "$DEVICE" --archs "$ARCHS"
+tail -n 1 "$OUT/bf16-ranking.txt" | tee -a "$OUT/summary.txt"
 if [ "$DEVICE" = cpu ]; then W4=(--workers 2); else W4=(--workers 4 --gpus-per-worker 0.25); fi
 run search-1-env 900 e2gan search --preset "$PRESET" --dataset "$DATASET" --trajectories "$T" --device "$DEVICE" --out "$OUT/search1" --quiet
 run search-4-envs 900 e2gan search --preset "$PRESET" --dataset "$DATASET" --trajectories "$T" "${W4[@]}" --out "$OUT/search4" --quiet
