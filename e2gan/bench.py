@@ -318,7 +318,7 @@ def _write_json(path: Path, obj) -> None:
 def _arch_key(vector) -> str: return '-'.join(map(str, vector))
 
 def _env_at_need(env, proxy: ProxyTaskConfig, device=None):
-    "`env` if it is an environment, else a function that builds one the first time it is called (`env` when it is a factory)."
+    "A function that returns the environment: `env` itself, or one built at the first call (by `env` if it is a factory, else `GanSearchEnv`)."
     if env is not None and hasattr(env, 'step'): return lambda: env
     return functools.cache(env if env is not None else functools.partial(GanSearchEnv, proxy, device=device))
 
