@@ -12,7 +12,8 @@ from .searchspace import ARCH_PRESETS, parse_arch, space_size
 __all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_search_arguments', 'add_parallel_arguments',
            'cmd_train', 'add_train_arguments', 'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments',
            'cmd_import_checkpoint', 'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward',
-           'cmd_bench_train', 'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
+           'cmd_bench_train', 'add_bench_arguments', 'cmd_bench_proxy', 'add_bench_proxy_arguments', 'build_parser',
+           'expected_errors', 'main']
 
 # %% ../nbs/18_cli.ipynb #a5119c01
 def cmd_arch(args) -> int:
@@ -310,6 +311,37 @@ def add_bench_arguments(p) -> None:
     t.add_argument('--device')
     t.add_argument('--json', action='store_true')
     t.set_defaults(func=cmd_bench_train)
+    add_bench_proxy_arguments(bsub)
+
+# %% ../nbs/18_cli.ipynb #65405490
+def cmd_bench_proxy(args) -> int:
+    from e2gan.agents import AGENTS
+    from e2gan.bench import benchmark_proxy, format_proxy_benchmark
+    bench = benchmark_proxy(args.out, agents=args.agents.split(',') if args.agents else AGENTS, seeds=args.seeds,
+                            trajectories=args.trajectories, rescore=args.rescore, preset=args.preset, retrain=args.retrain,
+                            workers=args.workers, gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address,
+                            device=args.device, log=None if args.json else lambda m: print(m, file=sys.stderr))
+    if args.json: print(json.dumps({k: v for k, v in bench.items() if k != 'runs'}, indent=2)); return 0
+    print(format_proxy_benchmark(bench))
+    print(f"plot: {bench['plot']}, every run: {Path(args.out) / 'bench.json'}; run the same command again to continue a stopped benchmark")
+    return 0
+
+def add_bench_proxy_arguments(bsub) -> None:
+    "`e2gan bench proxy`: the agents' real searches, what they hand over re-scored with fresh proxy trainings."
+    from e2gan.agents import AGENTS
+    from e2gan.search import SEARCH_PRESETS
+    x = bsub.add_parser('proxy', help='every agent on the real proxy task: the true proxy score of what it hands over, over seeds')
+    x.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}')
+    x.add_argument('--seeds', type=int, default=5)
+    x.add_argument('--trajectories', type=int, help="budget of each search (the preset's by default)")
+    x.add_argument('--rescore', type=int, default=3, help='fresh proxy trainings that score each handed-over architecture')
+    x.add_argument('--preset', choices=list(SEARCH_PRESETS), default='quick', help='the proxy task (quick: shapes, classifier backend)')
+    x.add_argument('--retrain', action='store_true', help='also retrain each handed-over architecture with the CPU recipe and report its FID (slow)')
+    x.add_argument('--device', help='cuda, cpu, ... (default: cuda when available)')
+    x.add_argument('--out', default='runs/bench-proxy', help='folder of every search, re-score, bench.json and proxy.png; a rerun continues there')
+    x.add_argument('--json', action='store_true')
+    add_parallel_arguments(x, 'runs (agents x seeds) in parallel on N Ray workers (default 1: one after the other, no Ray)')
+    x.set_defaults(func=cmd_bench_proxy)
 
 # %% ../nbs/18_cli.ipynb #ab92ded8
 COMMANDS = {
