@@ -1,6 +1,7 @@
 "Time one E2GAN reward (IS + FID of 5,000 generated images), split into generation, features and statistics."
 import argparse, json
-from e2gan.metrics import BACKENDS, benchmark_reward
+from e2gan.metrics import BACKENDS
+from e2gan.bench import benchmark_reward
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__)

@@ -23,9 +23,12 @@ from .search import SearchConfig, run_search, run_parallel_search
 from .retrain import RetrainConfig, build_models
 
 # %% auto #0
-__all__ = ['agent_label', 'benchmark_run', 'benchmark_agents', 'regret_table', 'format_regret_table', 'plot_regret_curves',
-           'first_within', 'top_fraction_regret', 'benchmark_search', 'format_search_benchmark', 'benchmark_reward',
-           'benchmark_training', 'format_benchmark', 'staleness_regret', 'format_staleness']
+__all__ = ['RESCORE_SEED', 'SB3_SAC_SETTINGS', 'SB3_EXPLOIT_UPDATES', 'agent_label', 'benchmark_run', 'benchmark_agents',
+           'regret_table', 'format_regret_table', 'plot_regret_curves', 'first_within', 'top_fraction_regret',
+           'benchmark_search', 'format_search_benchmark', 'benchmark_reward', 'benchmark_training', 'format_benchmark',
+           'staleness_regret', 'format_staleness', 'rescore_seeds', 'proxy_score', 'rescore_architecture',
+           'true_proxy_score', 'benchmark_proxy', 'proxy_table', 'format_proxy_benchmark', 'plot_proxy_scores',
+           'retrain_architecture', 'sb3_sac_run']
 
 # %% ../nbs/16_bench.ipynb #d0227c5e
 def agent_label(agent) -> str:
@@ -301,3 +304,283 @@ def format_staleness(rows: Sequence[dict]) -> str:
         ratio = f"{ex / np.median([r['exploit_regret'] for r in base]):9.2f}" if base else ''
         lines.append(f"{n:7d} {len(rs):5d} {np.mean([r['staleness'] for r in rs]):9.2f} {reg:7.3f} {ex:14.3f} {ratio}")
     return '\n'.join(lines)
+
+# %% ../nbs/16_bench.ipynb #05c3fe15
+import dataclasses, json
+from .searchspace import action_from_cell
+from .mdp import GanSearchEnv, ProxyTaskConfig
+from .agent import SearchAgent
+from .loop import INFO_KEYS, observed_score, phase_of, trajectory_seed, n_exploring
+from .search import config_to_dict, search_config
+
+RESCORE_SEED = 10**12    # above every trajectory seed of a search (seed * 1_000_003 + index, for search seeds below 10**6)
+
+def rescore_seeds(k: int) -> list[int]:
+    "The reset seeds of the `k` re-scoring trainings: the same for every architecture (paired comparisons), never a search's."
+    if k < 1: raise ValueError(f'the re-scoring needs at least one training, got {k}')
+    return [RESCORE_SEED + i for i in range(k)]
+
+def proxy_score(env, arch, seed: int) -> dict:
+    "Train `arch` from scratch on `env`'s proxy task as one search trajectory does (reset with `seed`, a cell per step); score it as the search does."
+    arch, n, start = parse_arch(arch), env.unwrapped.n_cells, time.perf_counter()
+    obs, info = env.reset(seed=seed)
+    ret = 0.0
+    for cell in arch:
+        obs, reward, terminated, truncated, info = env.step(np.array(action_from_cell(cell, n)))
+        ret += reward
+        if terminated or truncated: break
+    return dict(seed=int(seed), score=observed_score(env, info, ret), diverged=bool(info.get('diverged')),
+                **{k: float(info[k]) for k in ('is', 'fid') if k in info}, seconds=time.perf_counter() - start)
+
+# %% ../nbs/16_bench.ipynb #2e567ae4
+def _write_json(path: Path, obj) -> None:
+    "Write `obj` as JSON atomically: a benchmark stopped mid-write leaves the old file, never half a file."
+    tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
+
+def _arch_key(vector) -> str: return '-'.join(map(str, vector))
+
+def _env_at_need(env, proxy: ProxyTaskConfig, device=None):
+    "A function that returns the environment: `env` itself, or one built at the first call (by `env` if it is a factory, else `GanSearchEnv`)."
+    if env is not None and hasattr(env, 'step'): return lambda: env
+    return functools.cache(env if env is not None else functools.partial(GanSearchEnv, proxy, device=device))
+
+def rescore_architecture(proxy: ProxyTaskConfig, arch, seeds: Sequence[int], path, env=None, device=None) -> list[dict]:
+    "`proxy_score` of `arch` for each of `seeds`, cached in the JSON file `path` training by training (a rerun trains only what is missing)."
+    path, vector, get_env = Path(path), parse_arch(arch).to_vector(), _env_at_need(env, proxy, device)
+    done = json.loads(path.read_text())['scores'] if path.exists() else []
+    for seed in seeds:
+        if any(r['seed'] == seed for r in done): continue
+        done.append(proxy_score(get_env(), vector, seed))
+        _write_json(path, dict(arch=vector, scores=done))
+    return [next(r for r in done if r['seed'] == s) for s in seeds]
+
+def true_proxy_score(scores: Sequence[dict]) -> float | None:
+    "The mean score of the re-scoring trainings that did not diverge (None when all did)."
+    ok = [r['score'] for r in scores if not r['diverged']]
+    return float(np.mean(ok)) if ok else None
+
+def _proxy_run(out: Path, cfg, seeds: Sequence[int], env=None, device=None) -> dict:
+    "One agent x seed of `benchmark_proxy`: its search in `out/runs/AGENT-seedS` (skipped when finished, else resumed), then the re-scores of what it hands over."
+    run_dir = out / 'runs' / f'{cfg.agent}-seed{cfg.seed}'
+    summary_path = run_dir / 'summary.json'
+    summary, get_env = json.loads(summary_path.read_text()) if summary_path.exists() else None, _env_at_need(env, cfg.proxy, device)
+    if summary is None or not summary['finished']:
+        summary = run_search(run_dir, cfg, env=get_env(), resume=True, progress=False)
+    if summary['best'] is None: return dict(summary=summary, rescores=[])
+    vector = summary['best']['vector']
+    rescores = rescore_architecture(cfg.proxy, vector, seeds, out / 'rescores' / f'{_arch_key(vector)}.json', env=get_env)
+    return dict(summary=summary, rescores=rescores)
+
+# %% ../nbs/16_bench.ipynb #b9faa016
+def benchmark_proxy(out_dir, agents: Sequence[str] = AGENTS, seeds: int = 5, trajectories: int | None = None, rescore: int = 3,
+                    preset: str = 'quick', config: SearchConfig | None = None, retrain: bool = False, workers: int = 1,
+                    gpus_per_worker: float = 0.0, ray_address: str | None = None, device=None, log: Callable | None = None) -> dict:
+    "Every agent's real search for `seeds` seeds; what each hands over re-scored by `rescore` fresh proxy trainings; resumable in `out_dir`."
+    for a in agents:
+        if a not in AGENTS: raise ValueError(f'unknown agent {a!r}; allowed: {", ".join(AGENTS)}')
+    if seeds < 1 or workers < 1: raise ValueError(f'seeds and workers must be >= 1, got {seeds} and {workers}')
+    base = config if config is not None else search_config(preset)
+    if trajectories is not None: base = dataclasses.replace(base, trajectories=trajectories)
+    out, start, k_seeds = Path(out_dir), time.perf_counter(), rescore_seeds(rescore)
+    (out / 'rescores').mkdir(parents=True, exist_ok=True)
+    task = {k: v for k, v in config_to_dict(base).items() if k not in ('agent', 'seed')}
+    if (out / 'task.json').exists() and json.loads((out / 'task.json').read_text()) != json.loads(json.dumps(task)):
+        raise FileExistsError(f'{out} holds a proxy benchmark of another task (proxy settings or budget): use another output folder')
+    _write_json(out / 'task.json', task)
+    cfgs = [dataclasses.replace(base, agent=a, seed=s) for a in agents for s in range(seeds)]
+    if workers > 1:        # a run per task: its search and its re-scores on one worker, the files shared through `out`
+        done = parallel_map(_proxy_run, [(out, c, k_seeds, None, device) for c in cfgs], workers,
+                            gpus_per_worker=gpus_per_worker, ray_address=ray_address)
+    else:
+        get_env, done = _env_at_need(None, base.proxy, device), []      # one data set and evaluator for every run
+        for c in cfgs:
+            done.append(_proxy_run(out, c, k_seeds, get_env))
+            if log: log(f"{c.agent} seed {c.seed}: true proxy score {true_proxy_score(done[-1]['rescores'])}")
+    runs = [_run_entry(c, d) for c, d in zip(cfgs, done)]
+    scored = [r for r in runs if r['true_score'] is not None]
+    best = max(scored, key=lambda r: r['true_score'], default=None)
+    for r in runs: r['regret'] = None if r['true_score'] is None else best['true_score'] - r['true_score']
+    if retrain: _add_retraining(out, runs, base.proxy.dataset, workers, gpus_per_worker, ray_address, device)
+    bench = dict(preset=None if config is not None else preset, dataset=base.proxy.dataset, backend=base.proxy.backend,
+                 alpha=base.proxy.alpha, agents=list(agents), seeds=seeds, trajectories=base.trajectories, rescore=rescore,
+                 rescore_seeds=k_seeds, retrain=retrain, workers=workers,
+                 best=None if best is None else {k: best[k] for k in ('agent', 'seed', 'arch', 'description', 'true_score')},
+                 rows=proxy_table(runs, agents), runs=runs, search_seconds=float(sum(r['seconds'] for r in runs)),
+                 rescore_seconds=float(sum(s.get('seconds', 0.0) for r in runs for s in r['rescores'])),
+                 seconds=time.perf_counter() - start, out_dir=str(out), plot=str(out / 'proxy.png'), task=task)
+    plot_proxy_scores(bench, out / 'proxy.png')
+    _write_json(out / 'bench.json', bench)
+    return bench
+
+def _run_entry(cfg, done: dict) -> dict:
+    "A run of `benchmark_proxy` as bench.json holds it: what the search handed over, its re-scores and the search's time."
+    s, scores = done['summary'], done['rescores']
+    best = s['best'] or {}
+    return dict(agent=cfg.agent, seed=cfg.seed, arch=best.get('vector'), description=best.get('description'), rule=s['handover'],
+                search_score=best.get('score'), rescores=scores, true_score=true_proxy_score(scores),
+                rescore_diverged=sum(r['diverged'] for r in scores), seconds=float(s['seconds']), trajectories=s['trajectories'],
+                proxy_epochs=s['proxy_epochs'], out_dir=s['out_dir'])
+
+# %% ../nbs/16_bench.ipynb #0b4659a1
+def _spread(values: Sequence[float], name: str) -> dict:
+    "Median, quartiles and extremes of `values` as `name`_median, ... (None when there are none)."
+    v = np.array([x for x in values if x is not None], dtype=float)
+    stats = dict(median=np.median, q25=lambda v: np.percentile(v, 25), q75=lambda v: np.percentile(v, 75), min=np.min, max=np.max)
+    return {f'{name}_{k}': (float(f(v)) if len(v) else None) for k, f in stats.items()}
+
+def proxy_table(runs: Sequence[dict], agents: Sequence[str]) -> list[dict]:
+    "Per agent: the spread of the true proxy score and of the regret against the best run, and the search time."
+    rows = []
+    for name in agents:
+        rs = [r for r in runs if r['agent'] == name]
+        row = dict(agent=name, runs=len(rs), scored=sum(r['true_score'] is not None for r in rs),
+                   **_spread([r['true_score'] for r in rs], 'true'), **_spread([r['regret'] for r in rs], 'regret'),
+                   seconds_median=float(np.median([r['seconds'] for r in rs])), seconds_total=float(sum(r['seconds'] for r in rs)))
+        if any('fid' in r for r in rs): row.update(_spread([r.get('fid') for r in rs], 'fid'))
+        rows.append(row)
+    return rows
+
+def format_proxy_benchmark(bench: dict) -> str:
+    "The proxy benchmark as text: settings, then one line per agent."
+    f = lambda x, w=7, d=3: f'{x:{w}.{d}f}' if x is not None else ' ' * (w - 1) + '-'
+    fid = bench['retrain']
+    lines = [f"{bench['dataset']} proxy task ({bench['backend']} backend, alpha {bench['alpha']}), {bench['trajectories']} trajectories, "
+             f"{bench['seeds']} seed(s), true score = mean of {bench['rescore']} fresh proxy training(s)",
+             f"{'agent':16s} {'runs':>4s} {'true med':>8s} {'q25':>7s} {'q75':>7s} {'min':>7s} {'max':>7s} {'regret':>7s} "
+             f"{'q25':>7s} {'q75':>7s} {'search s':>8s}" + (f" {'FID med':>8s}" if fid else '')]
+    for r in bench['rows']:
+        lines.append(f"{r['agent']:16s} {r['runs']:4d} {f(r['true_median'], 8)} {f(r['true_q25'])} {f(r['true_q75'])} {f(r['true_min'])} "
+                     f"{f(r['true_max'])} {f(r['regret_median'])} {f(r['regret_q25'])} {f(r['regret_q75'])} {r['seconds_median']:8.0f}"
+                     + (f" {f(r.get('fid_median'), 8, 1)}" if fid else ''))
+    lines.append(f"time: {bench['search_seconds']:.0f} s of searches and {bench['rescore_seconds']:.0f} s of re-scoring (summed over the runs)")
+    if bench['best'] is not None:
+        b = bench['best']
+        lines.append(f"best found: {b['agent']} seed {b['seed']}, true proxy score {b['true_score']:.3f}, arch {' '.join(map(str, b['arch']))}")
+    return '\n'.join(lines)
+
+def plot_proxy_scores(bench: dict, path=None):
+    "The true proxy score of what each run handed over: a dot per seed, a bar at each agent's median; saved to `path` when given."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 3.6)); ax = fig.subplots()
+    for i, name in enumerate(bench['agents']):
+        ys = [r['true_score'] for r in bench['runs'] if r['agent'] == name and r['true_score'] is not None]
+        ax.scatter(np.full(len(ys), i) + np.linspace(-.15, .15, len(ys)), ys, s=18)
+        if ys: ax.plot([i - .3, i + .3], [np.median(ys)] * 2, color='k', lw=2)
+    if bench['best'] is not None: ax.axhline(bench['best']['true_score'], color='grey', ls=':', lw=1, label='best found (regret 0)')
+    ax.set_xlim(-.5, len(bench['agents']) - .5); ax.legend(fontsize=7, loc='lower right')
+    ax.set_xticks(range(len(bench['agents'])), bench['agents'], rotation=15, fontsize=8)
+    ax.set_ylabel(f"true proxy score (mean of {bench['rescore']})")
+    ax.set_title(f"{bench['dataset']} proxy task: what each search handed over ({bench['seeds']} seed(s), bar: median)", fontsize=9)
+    fig.tight_layout()
+    if path is not None: fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../nbs/16_bench.ipynb #f43e7e80
+def retrain_architecture(arch, out_dir, dataset: str = 'shapes', preset: str = 'cpu', device=None) -> dict:
+    "Retrain `arch` with the `preset` recipe in `out_dir` (resumed if it stopped, read back if it finished); its best and last IS and FID."
+    from e2gan.retrain import make_config, retrain
+    out = Path(out_dir); result_path = out / 'result.json'
+    if result_path.exists(): return json.loads(result_path.read_text())
+    vector = parse_arch(arch).to_vector()
+    cfg = make_config(' '.join(map(str, vector)), dataset=dataset, preset=preset, device=device)
+    s = retrain(cfg, out, resume=(out / 'last.pt').exists(), progress=False)
+    best, last = s['best'] or {}, s['last_scores'] or {}
+    result = dict(arch=vector, preset=preset, epochs=s['epochs'], fid=best.get('fid'), is_mean=best.get('is_mean'),
+                  best_epoch=best.get('epoch'), last_fid=last.get('fid'), last_is=last.get('is_mean'))
+    out.mkdir(parents=True, exist_ok=True); _write_json(result_path, result)
+    return result
+
+def _add_retraining(out: Path, runs: list[dict], dataset: str, workers: int, gpus_per_worker: float, ray_address, device) -> None:
+    "Retrain every distinct handed-over architecture once (CPU recipe) and add its FID (best epoch) and last-epoch FID to the runs."
+    archs = list(dict.fromkeys(tuple(r['arch']) for r in runs if r['arch'] is not None))
+    calls = [(list(a), out / 'retrain' / _arch_key(a), dataset, 'cpu', device) for a in archs]
+    if workers > 1: results = parallel_map(retrain_architecture, calls, workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address)
+    else: results = [retrain_architecture(*c) for c in calls]
+    by_arch = dict(zip(archs, results))
+    for r in runs:
+        if r['arch'] is not None: r.update(fid=by_arch[tuple(r['arch'])]['fid'], last_fid=by_arch[tuple(r['arch'])]['last_fid'])
+
+# %% ../nbs/16_bench.ipynb #b4897fea
+import gymnasium as gym
+from .mdp import ContinuousActions
+
+SB3_SAC_SETTINGS = dict(learning_rate=3e-4, buffer_size=1_000_000, learning_starts=64, batch_size=256, tau=0.005, gamma=1.0,
+                        train_freq=1, gradient_steps=1, ent_coef=0.1, target_update_interval=1)   # the public code's (see above)
+SB3_EXPLOIT_UPDATES = 10      # updates per step while exploiting
+
+def _import_sb3():
+    "stable_baselines3, or an error that says how to install it."
+    try: import stable_baselines3
+    except ImportError as e:
+        raise ImportError('the Stable-Baselines3 peer needs the optional extra: pip install "e2gan[sb3]" '
+                          '(or pip install stable-baselines3)') from e
+    return stable_baselines3
+
+class _Recorder(gym.Wrapper):
+    "The continuous environment as SB3 steps it, logged as `run_loop` logs it: the loop's trajectory seeds, a record per step, a score per trajectory."
+    def __init__(self, env, seed: int, trajectories: int, explore_fraction: float):
+        super().__init__(env if isinstance(env, ContinuousActions) else ContinuousActions(env))
+        self.seed, self.trajectories, self.explore_fraction = seed, trajectories, explore_fraction
+        self.records, self.index, self.current = [], 0, []
+
+    def reset(self, *, seed=None, options=None):
+        self.current = []           # SB3 resets without a seed: the loop's seed of this trajectory instead
+        return self.env.reset(seed=trajectory_seed(self.seed, self.index))
+
+    def step(self, action):
+        if self.index >= self.trajectories: raise RuntimeError(f'the budget of {self.trajectories} trajectories is spent')
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        phase = phase_of(self.index, self.trajectories, self.explore_fraction)
+        r = dict(trajectory=self.index, step=len(self.current), explore=phase == 'explore', phase=phase,
+                 action=np.asarray(action).tolist(), cell_action=self.env.action(action).tolist(), reward=float(reward),
+                 arch=list(info.get('arch', [])), terminated=bool(terminated), truncated=bool(truncated),
+                 **{k: info[k] for k in INFO_KEYS if k in info})
+        self.current.append(r); self.records.append(r)
+        if terminated or truncated:
+            r['score'] = observed_score(self.env, r, sum(x['reward'] for x in self.current))
+            self.index += 1
+        return obs, reward, terminated, truncated, info
+
+# %% ../nbs/16_bench.ipynb #5a1ecab3
+def sb3_sac_run(make_env: Callable[..., object], seed: int, trajectories: int = 100, explore_fraction: float = EXPLORE_FRACTION,
+                settings: dict | None = None, keep_records: bool = False) -> dict:
+    "Stable-Baselines3's SAC on the continuous wrapper of `make_env(seed)` (or `make_env()`) for `trajectories`; a run as `benchmark_run` returns it."
+    sb3 = _import_sb3()
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import configure
+    env = make_env(seed) if inspect.signature(make_env).parameters else make_env()
+    if not hasattr(env, 'regret'): raise ValueError(f'{type(env).__name__} has no regret(arch): benchmarks need an environment that knows its optimum')
+    rec, s = _Recorder(env, seed, trajectories, explore_fraction), SB3_SAC_SETTINGS | (settings or {})
+    model = sb3.SAC('MlpPolicy', rec, seed=seed, device='cpu', verbose=0, **s,
+                    policy_kwargs=dict(net_arch=[128, 128], activation_fn=torch.nn.ReLU, n_critics=2))
+    model.set_logger(configure(None, []))            # no console or file output
+
+    def end_of_trajectory():
+        n = model.replay_buffer.size()
+        if n >= s['learning_starts']: model.train(1, batch_size=n)
+
+    class EndOfTrajectory(BaseCallback):
+        def _on_step(self): return True
+        def _on_rollout_end(self):             # after the step's transition is stored
+            if self.locals['dones'][0]: end_of_trajectory()
+
+    start, n_explore, steps = time.perf_counter(), n_exploring(trajectories, explore_fraction), env.unwrapped.n_cells
+    if n_explore: model.learn(total_timesteps=n_explore * steps, callback=EndOfTrajectory())
+    while rec.index < trajectories:           # exploitation: the deterministic action, more updates per step
+        obs, _ = rec.reset(); done = False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            next_obs, reward, terminated, truncated, _ = rec.step(action)
+            model.replay_buffer.add(obs[None], next_obs[None], action[None], np.array([reward]), np.array([terminated]), [{}])
+            obs, done = next_obs, terminated or truncated
+            if model.replay_buffer.size() >= s['learning_starts']: model.train(SB3_EXPLOIT_UPDATES, batch_size=s['batch_size'])
+        end_of_trajectory()
+    arch, rule = handed_over_architecture(rec.records, SearchAgent.handover)
+    finals, best_so_far, best = [r for r in rec.records if 'score' in r], [], None
+    for r in finals:
+        if best is None or r['score'] > best['score']: best = r
+        best_so_far.append(best['regret'])
+    run = dict(seed=seed, arch=list(arch), rule=rule, regret=float(env.regret(list(arch))), seconds=time.perf_counter() - start,
+               trajectory_regrets=[r['regret'] for r in finals], incumbent_regrets=best_so_far, stable_baselines3=sb3.__version__)
+    if keep_records: run['records'] = rec.records
+    return run

@@ -12,7 +12,8 @@ from .searchspace import ARCH_PRESETS, parse_arch, space_size
 __all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_search_arguments', 'add_parallel_arguments',
            'cmd_train', 'add_train_arguments', 'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments',
            'cmd_import_checkpoint', 'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward',
-           'cmd_bench_train', 'add_bench_arguments', 'build_parser', 'expected_errors', 'main']
+           'cmd_bench_train', 'add_bench_arguments', 'cmd_bench_proxy', 'add_bench_proxy_arguments', 'build_parser',
+           'expected_errors', 'main']
 
 # %% ../nbs/18_cli.ipynb #a5119c01
 def cmd_arch(args) -> int:
@@ -46,7 +47,8 @@ def cmd_search(args) -> int:
     from e2gan.search import search_config, run_search
     from e2gan.loop import HANDOVER_RULES
     cfg = search_config(args.preset, dataset=args.dataset, backend=args.backend, agent=args.agent, trajectories=args.trajectories,
-                        seed=args.seed, data_root=args.data_root, inception_weights=args.inception_weights)
+                        seed=args.seed, data_root=args.data_root, inception_weights=args.inception_weights,
+                        reward_precision=args.reward_precision)
     summary = run_search(args.out, cfg, device=args.device, resume=args.resume, progress=not args.quiet,
                          workers=args.workers, gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
     best, seen = summary['best'], summary['best_observed']
@@ -83,6 +85,8 @@ def add_search_arguments(p) -> None:
     p.add_argument('--data-root', help='where data sets are (default $E2GAN_DATA or ~/.cache/e2gan/data)')
     p.add_argument('--backend', choices=['classifier', 'inception'], help='feature backend of IS/FID')
     p.add_argument('--inception-weights', help='the InceptionV3 weights file, where it cannot be downloaded (or $E2GAN_INCEPTION_WEIGHTS)')
+    p.add_argument('--reward-precision', choices=['float32', 'bfloat16'],
+                   help='feature extraction of the reward: float32 (default) or bfloat16 autocast (faster on a GPU; reported scores stay float32)')
     p.add_argument('--agent', choices=list(AGENTS), help='search agent (default sac)')
     p.add_argument('--trajectories', type=int, help="budget in trajectories (the preset's by default)")
     p.add_argument('--device', help='cuda, cpu, cuda:1, ... (default: cuda when available)')
@@ -314,6 +318,37 @@ def add_bench_arguments(p) -> None:
     t.add_argument('--device')
     t.add_argument('--json', action='store_true')
     t.set_defaults(func=cmd_bench_train)
+    add_bench_proxy_arguments(bsub)
+
+# %% ../nbs/18_cli.ipynb #65405490
+def cmd_bench_proxy(args) -> int:
+    from e2gan.agents import AGENTS
+    from e2gan.bench import benchmark_proxy, format_proxy_benchmark
+    bench = benchmark_proxy(args.out, agents=args.agents.split(',') if args.agents else AGENTS, seeds=args.seeds,
+                            trajectories=args.trajectories, rescore=args.rescore, preset=args.preset, retrain=args.retrain,
+                            workers=args.workers, gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address,
+                            device=args.device, log=None if args.json else lambda m: print(m, file=sys.stderr))
+    if args.json: print(json.dumps({k: v for k, v in bench.items() if k != 'runs'}, indent=2)); return 0
+    print(format_proxy_benchmark(bench))
+    print(f"plot: {bench['plot']}, every run: {Path(args.out) / 'bench.json'}; run the same command again to continue a stopped benchmark")
+    return 0
+
+def add_bench_proxy_arguments(bsub) -> None:
+    "`e2gan bench proxy`: the agents' real searches, what they hand over re-scored with fresh proxy trainings."
+    from e2gan.agents import AGENTS
+    from e2gan.search import SEARCH_PRESETS
+    x = bsub.add_parser('proxy', help='every agent on the real proxy task: the true proxy score of what it hands over, over seeds')
+    x.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}')
+    x.add_argument('--seeds', type=int, default=5)
+    x.add_argument('--trajectories', type=int, help="budget of each search (the preset's by default)")
+    x.add_argument('--rescore', type=int, default=3, help='fresh proxy trainings that score each handed-over architecture')
+    x.add_argument('--preset', choices=list(SEARCH_PRESETS), default='quick', help='the proxy task (quick: shapes, classifier backend)')
+    x.add_argument('--retrain', action='store_true', help='also retrain each handed-over architecture with the CPU recipe and report its FID (slow)')
+    x.add_argument('--device', help='cuda, cpu, ... (default: cuda when available)')
+    x.add_argument('--out', default='runs/bench-proxy', help='folder of every search, re-score, bench.json and proxy.png; a rerun continues there')
+    x.add_argument('--json', action='store_true')
+    add_parallel_arguments(x, 'runs (agents x seeds) in parallel on N Ray workers (default 1: one after the other, no Ray)')
+    x.set_defaults(func=cmd_bench_proxy)
 
 # %% ../nbs/18_cli.ipynb #ab92ded8
 COMMANDS = {

@@ -52,6 +52,7 @@ class ProxyTaskConfig:
     sample_count: int = 8                # images per stage in info['samples']
     inception_weights: str | None = None
     cache_dir: str | None = None
+    reward_precision: str = 'float32'    # or 'bfloat16': the reward's feature extraction under autocast (metrics)
 
 # %% ../nbs/06_mdp.ipynb #2a1e77e9
 def decode_logits(logits, head_sizes) -> np.ndarray:
@@ -132,7 +133,8 @@ class GanSearchEnv(gym.Env):
         self.evaluator = evaluator or Evaluator(
             reference, self.resolution, backend=c.backend, num_images=c.eval_images, splits=c.eval_splits,
             device=self.device, cache_dir=c.cache_dir, inception_weights=c.inception_weights,
-            reference_images=c.reference_images, classifier_images=c.classifier_images)
+            reference_images=c.reference_images, classifier_images=c.classifier_images,
+            precision=c.reward_precision)
         self._stage_images: dict[int, torch.Tensor] = {}
         self.observation_space, self.action_space = search_spaces(c.n_cells, c.gf_dim)
         self.G = self.D = self.trainer = None

@@ -6,13 +6,14 @@
 from __future__ import annotations
 import hashlib, http.client, io, json, math, os, re, time, urllib.error, urllib.request, warnings
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Iterable, Iterator
 import numpy as np
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 import torch.nn.functional as F
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
@@ -24,11 +25,11 @@ from .data import ImageDataset, load_dataset, to_float, to_uint8
 
 # %% auto #0
 __all__ = ['INCEPTION_ENV', 'INCEPTION_URL', 'INCEPTION_FEATURES', 'CLASSIFIER_EXTRACTOR', 'CLASSIFIER_FEATURES',
-           'CLASSIFIER_VERSION', 'BACKENDS', 'NonFiniteImagesError', 'inception_score', 'feature_statistics',
-           'FrechetReference', 'frechet_distance', 'match_channels', 'InceptionWeightsError', 'inception_weights_path',
-           'load_inception', 'Classifier', 'train_classifier', 'default_cache_dir', 'classifier_for',
-           'FeatureExtractorClassifier', 'Scores', 'load_fid_stats', 'torch_fidelity_stats_file', 'tf32_disabled',
-           'Evaluator']
+           'CLASSIFIER_VERSION', 'BACKENDS', 'PRECISIONS', 'NonFiniteImagesError', 'inception_score',
+           'feature_statistics', 'FrechetReference', 'frechet_distance', 'match_channels', 'InceptionWeightsError',
+           'inception_weights_path', 'load_inception', 'Classifier', 'train_classifier', 'default_cache_dir',
+           'classifier_for', 'FeatureExtractorClassifier', 'Scores', 'load_fid_stats', 'torch_fidelity_stats_file',
+           'tf32_disabled', 'Evaluator', 'cudnn_autotuned']
 
 # %% ../nbs/04_metrics.ipynb #03ee2780
 class NonFiniteImagesError(ValueError):
@@ -215,7 +216,9 @@ def load_inception(weights: str | os.PathLike | None = None, device=None) -> tup
     sha = _sha256(path)
     if not sha.startswith(_expected_sha256_prefix()):
         warnings.warn(f'{path} is not the official InceptionV3 weights file: its scores are not comparable with published ones')
-    return net.to(default_device(device)), sha
+    device = default_device(device)
+    if device.type == 'cuda': net = net.to(memory_format=torch.channels_last)   # the layout tensor cores read; same numbers
+    return net.to(device), sha
 
 # %% ../nbs/04_metrics.ipynb #a7f890f6
 class Classifier(nn.Module):
@@ -377,6 +380,7 @@ if CLASSIFIER_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY: register_feature_ext
 
 # %% ../nbs/04_metrics.ipynb #2ee5d713
 BACKENDS = ('classifier', 'inception')
+PRECISIONS = ('float32', 'bfloat16')   # of feature extraction; bfloat16 only for a search reward
 
 @dataclass
 class Scores:
@@ -388,12 +392,13 @@ class Scores:
     num_images: int
     reference: str = ''
     tf32: bool = False                # TensorFloat-32 allowed in feature extraction (CUDA convolutions, matmuls)
+    precision: str = 'float32'        # of feature extraction: 'float32', or 'bfloat16' (autocast; search rewards only)
     protocol: dict | None = None      # how the numbers were made (see `Evaluator.protocol`); printed by `e2gan eval`
 
     @property
     def comparable_with_published(self) -> bool:
-        "True only for the official InceptionV3 weights: the numbers papers report."
-        return self.backend == 'inception' and not self.tf32
+        "True only for the official InceptionV3 weights in full float32: the numbers papers report."
+        return self.backend == 'inception' and not self.tf32 and self.precision == 'float32'
 
     def as_dict(self) -> dict: return {**asdict(self), 'comparable_with_published': self.comparable_with_published}
 
@@ -466,14 +471,16 @@ class Evaluator:
                  splits: int = 10, batch_size: int = 500, device=None, seed: int = 0, cache_dir=None,
                  inception_weights: str | os.PathLike | None = None, reference_split: str = 'train',
                  reference_images: int | None = None, classifier_images: int = 20000, classifier_epochs: int = 3,
-                 verbose: bool = False, fid_stats: str | os.PathLike | None = None):
+                 verbose: bool = False, fid_stats: str | os.PathLike | None = None, precision: str = 'float32'):
         if backend not in BACKENDS: raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
         if resolution < 4: raise ValueError(f'resolution must be at least 4, got {resolution}')
         if not 1 <= splits <= num_images: raise ValueError(f'splits must be in 1..num_images ({num_images}), got {splits}')
         if num_images < 2: raise ValueError(f'num_images must be at least 2 (FID needs a covariance), got {num_images}')
         if batch_size < 1: raise ValueError(f'batch_size must be positive, got {batch_size}')
+        if precision not in PRECISIONS: raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
         self.reference, self.resolution, self.num_images, self.splits = reference, resolution, num_images, splits
         self.batch_size, self.seed, self.reference_split, self.verbose = batch_size, seed, reference_split, verbose
+        self.precision = precision
         self.device, self.cache_dir = default_device(device), default_cache_dir(cache_dir)
         if reference is None and (fid_stats is None or backend == 'classifier'):
             raise ValueError('the evaluator needs the reference images (or, with the inception backend, a statistics file: fid_stats)')
@@ -500,7 +507,7 @@ class Evaluator:
 
     def __repr__(self) -> str:
         return (f'Evaluator({self.reference_label} at {self.resolution}px, backend {self.backend!r}, '
-                f'{self.num_images} images, {self.splits} splits, {self.device})')
+                f'{self.num_images} images, {self.splits} splits, {self.device}' + (', bfloat16' if self.precision == 'bfloat16' else '') + ')')
 
     @property
     def reference_label(self) -> str:
@@ -520,118 +527,141 @@ class Evaluator:
         return {'backend': net, 'generated': f'{self.num_images:,} images from fixed noise (seed {self.seed})',
                 'IS': f'mean and std over {self.splits} splits (shuffled with a fixed seed first, as torch-fidelity)',
                 'FID vs': ref, 'resolution': f'{self.resolution}x{self.resolution}' + (', resized to 299x299 inside InceptionV3' if self.backend != 'classifier' else ''),
-                'precision': 'float32, TF32 off'}
+                'precision': 'float32, TF32 off' if self.precision == 'float32' else 'bfloat16 autocast (search reward only; reference statistics float32)'}
 
-    def noise(self, latent_dim: int) -> torch.Tensor:
-        "The fixed evaluation noise (num_images, latent_dim): the same seeds every call, on the evaluator's device."
-        if latent_dim not in self._noise:
-            g = torch.Generator().manual_seed(self.seed)
-            self._noise[latent_dim] = torch.randn(self.num_images, latent_dim, generator=g).to(self.device)
-        return self._noise[latent_dim]
+# %% ../nbs/04_metrics.ipynb #aa40620e
+@contextmanager
+def cudnn_autotuned(device):
+    "On CUDA, let cuDNN pick the fastest convolution algorithms for the shapes it sees; nothing elsewhere or in deterministic mode."
+    b = torch.backends.cudnn
+    if torch.device(device).type != 'cuda' or torch.are_deterministic_algorithms_enabled(): yield; return
+    before, b.benchmark = b.benchmark, True
+    try: yield
+    finally: b.benchmark = before
 
-    def _extract(self, batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "Logits and features of batches of images (float in [-1, 1] or uint8), and a device flag: any non-finite pixel."
-        logits, feats, bad = [], [], torch.zeros((), dtype=torch.bool, device=self.device)
-        with torch.no_grad(), tf32_disabled():
-            for x in batches:
-                if x.ndim != 4 or tuple(x.shape[-2:]) != (self.resolution, self.resolution):
-                    raise ValueError(f'expected images (N, C, {self.resolution}, {self.resolution}), got {tuple(x.shape)}')
-                x = x.to(self.device)
-                if x.is_floating_point():
-                    bad |= ~torch.isfinite(x).all()
-                    x = to_uint8(x)
-                elif x.dtype != torch.uint8: raise ValueError(f'images must be float in [-1, 1] or uint8, got {x.dtype}')
-                l, f = self.extractor(match_channels(x, self.channels))
-                logits.append(l); feats.append(f)
-        if not logits: raise ValueError('no images to score')
-        return torch.cat(logits), torch.cat(feats), bad
+@patch
+def noise(self: Evaluator, latent_dim: int) -> torch.Tensor:
+    "The fixed evaluation noise (num_images, latent_dim): the same seeds every call, on the evaluator's device."
+    if latent_dim not in self._noise:
+        g = torch.Generator().manual_seed(self.seed)
+        self._noise[latent_dim] = torch.randn(self.num_images, latent_dim, generator=g).to(self.device)
+    return self._noise[latent_dim]
 
-    def _batches(self, images: torch.Tensor) -> Iterator[torch.Tensor]:
-        for i in range(0, len(images), self.batch_size): yield images[i:i + self.batch_size]
+@patch
+def _extract(self: Evaluator, batches: Iterable[torch.Tensor], precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Logits and features (float32) of batches of images (float in [-1, 1] or uint8), and a device flag: any non-finite pixel."
+    logits, feats, bad = [], [], torch.zeros((), dtype=torch.bool, device=self.device)
+    half = (precision or self.precision) == 'bfloat16'
+    amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if half else nullcontext()
+    with torch.no_grad(), tf32_disabled(), cudnn_autotuned(self.device), amp:
+        for x in batches:
+            if x.ndim != 4 or tuple(x.shape[-2:]) != (self.resolution, self.resolution):
+                raise ValueError(f'expected images (N, C, {self.resolution}, {self.resolution}), got {tuple(x.shape)}')
+            x = x.to(self.device)
+            if x.is_floating_point():
+                bad |= ~torch.isfinite(x).all()
+                x = to_uint8(x)
+            elif x.dtype != torch.uint8: raise ValueError(f'images must be float in [-1, 1] or uint8, got {x.dtype}')
+            l, f = self.extractor(match_channels(x, self.channels))
+            logits.append(l.float()); feats.append(f.float())
+    if not logits: raise ValueError('no images to score')
+    return torch.cat(logits), torch.cat(feats), bad
 
-    def _generated(self, G: nn.Module) -> Iterator[torch.Tensor]:
-        latent_dim = getattr(G, 'latent_dim', None)
-        if latent_dim is None: raise ValueError('a generator to score needs a `latent_dim` attribute (the size of its noise input)')
-        param = next(G.parameters(), None)
-        z = self.noise(latent_dim).to(param.device if param is not None else self.device)
-        for i in range(0, self.num_images, self.batch_size): yield G(z[i:i + self.batch_size])
+@patch
+def _batches(self: Evaluator, images: torch.Tensor) -> Iterator[torch.Tensor]:
+    for i in range(0, len(images), self.batch_size): yield images[i:i + self.batch_size]
 
-    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "Logits (for IS) and features (for FID) of an image tensor (float in [-1, 1] or uint8), on the device."
-        logits, feats, bad = self._extract(self._batches(images))
-        if bad: raise NonFiniteImagesError('the images contain NaN or infinity')
-        return logits, feats
+@patch
+def _generated(self: Evaluator, G: nn.Module) -> Iterator[torch.Tensor]:
+    latent_dim = getattr(G, 'latent_dim', None)
+    if latent_dim is None: raise ValueError('a generator to score needs a `latent_dim` attribute (the size of its noise input)')
+    param = next(G.parameters(), None)
+    z = self.noise(latent_dim).to(param.device if param is not None else self.device)
+    for i in range(0, self.num_images, self.batch_size): yield G(z[i:i + self.batch_size])
 
-    @property
-    def reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        "Mean and covariance of the reference features: computed once, cached in memory and on disk."
-        if self._reference_stats is None:
-            self._reference_stats = load_fid_stats(self.fid_stats) if self.fid_stats is not None else self._load_or_compute_reference_stats()
-        return self._reference_stats
+@patch
+def features(self: Evaluator, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "Logits (for IS) and features (for FID) of an image tensor (float in [-1, 1] or uint8), on the device."
+    logits, feats, bad = self._extract(self._batches(images))
+    if bad: raise NonFiniteImagesError('the images contain NaN or infinity')
+    return logits, feats
 
-    @property
-    def fid_reference(self) -> FrechetReference:
-        "The reference statistics factorised for FID, once, on the evaluator's device."
-        if self._fid_reference is None: self._fid_reference = FrechetReference(*self.reference_stats, device=self.device)
-        return self._fid_reference
+# %% ../nbs/04_metrics.ipynb #8d062f74
+@patch(as_prop=True)
+def reference_stats(self: Evaluator) -> tuple[np.ndarray, np.ndarray]:
+    "Mean and covariance of the reference features: computed once, cached in memory and on disk."
+    if self._reference_stats is None:
+        self._reference_stats = load_fid_stats(self.fid_stats) if self.fid_stats is not None else self._load_or_compute_reference_stats()
+    return self._reference_stats
 
-    def _load_or_compute_reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        images = self.reference.at_resolution(self.resolution)
-        rows = None
-        if self.reference_images < len(images):
-            rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))[:self.reference_images].sort().values
-            images = images[rows.to(images.device)]
-        key = dict(kind='e2gan-reference-stats', version=CLASSIFIER_VERSION, dataset=self.reference.name, split=self.reference_split,
-                   resolution=self.resolution, backend=self.backend, num_images=len(images), extractor=self.extractor_id,
-                   fingerprint=_fingerprint(images))
-        layer = 'features' if self.backend == 'classifier' else '2048'
-        path = (self.cache_dir / 'stats' / f'{_safe_name(self.reference.name)}-{_safe_name(self.reference_split)}-{self.resolution}px-'
-                f'n{len(images)}-{self.backend.split()[0]}-stat-fid-{layer}-{_key_hash(key)}.pt')
-        if path.exists():
-            try:
-                ck = load_checkpoint(path, required=('key', 'mu', 'sigma'))
-                if ck['key'] != key: raise CheckpointError(f'{path} holds statistics for another key')
-                mu, sigma = ck['mu'].numpy(), ck['sigma'].numpy()
-                d = mu.shape[0] if mu.ndim == 1 else -1
-                if mu.dtype != np.float64 or sigma.shape != (d, d) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-                    raise CheckpointError(f'{path} holds malformed statistics')
-                return mu, sigma
-            except CheckpointError as e: warnings.warn(f'rebuilding the reference statistics cache: {e}')
-        _, feats = self.features(images)
-        mu, sigma = feature_statistics(feats)
-        save_atomic(dict(key=key, mu=torch.from_numpy(mu), sigma=torch.from_numpy(sigma)), path)
-        return mu, sigma
+@patch(as_prop=True)
+def fid_reference(self: Evaluator) -> FrechetReference:
+    "The reference statistics factorised for FID, once, on the evaluator's device."
+    if self._fid_reference is None: self._fid_reference = FrechetReference(*self.reference_stats, device=self.device)
+    return self._fid_reference
 
-    def scores(self, logits: torch.Tensor, feats: torch.Tensor | None) -> Scores:
-        "IS from logits and, if `feats` is given, FID against the reference statistics."
-        n = len(logits)
-        if n < self.splits: raise ValueError(f'IS with {self.splits} splits needs at least {self.splits} images, got {n}')
-        is_mean, is_std = inception_score(logits, self.splits)
-        fid = None
-        if feats is not None:
-            if n < 2: raise ValueError(f'FID needs at least 2 images, got {n}')
-            if self.fid_reference.mu.shape[0] != feats.shape[1]:
-                raise ValueError(f'the reference statistics are {self.fid_reference.mu.shape[0]}-d, but the {self.backend} backend\'s features '
-                                 f'are {feats.shape[1]}-d' + (f' ({self.fid_stats} does not belong to this backend)' if self.fid_stats else ''))
-            fid = self.fid_reference.distance(*_statistics(feats))   # on the features' device
-        return Scores(is_mean, is_std, fid, self.backend, n, self.reference_label, tf32=False,
-                      protocol=self.protocol() | dict(generated=f'{n:,} images' + ('' if n != self.num_images else f' from fixed noise (seed {self.seed})')))
+@patch
+def _load_or_compute_reference_stats(self: Evaluator) -> tuple[np.ndarray, np.ndarray]:
+    images = self.reference.at_resolution(self.resolution)
+    rows = None
+    if self.reference_images < len(images):
+        rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))[:self.reference_images].sort().values
+        images = images[rows.to(images.device)]
+    key = dict(kind='e2gan-reference-stats', version=CLASSIFIER_VERSION, dataset=self.reference.name, split=self.reference_split,
+               resolution=self.resolution, backend=self.backend, num_images=len(images), extractor=self.extractor_id,
+               fingerprint=_fingerprint(images))
+    layer = 'features' if self.backend == 'classifier' else '2048'
+    path = (self.cache_dir / 'stats' / f'{_safe_name(self.reference.name)}-{_safe_name(self.reference_split)}-{self.resolution}px-'
+            f'n{len(images)}-{self.backend.split()[0]}-stat-fid-{layer}-{_key_hash(key)}.pt')
+    if path.exists():
+        try:
+            ck = load_checkpoint(path, required=('key', 'mu', 'sigma'))
+            if ck['key'] != key: raise CheckpointError(f'{path} holds statistics for another key')
+            mu, sigma = ck['mu'].numpy(), ck['sigma'].numpy()
+            d = mu.shape[0] if mu.ndim == 1 else -1
+            if mu.dtype != np.float64 or sigma.shape != (d, d) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+                raise CheckpointError(f'{path} holds malformed statistics')
+            return mu, sigma
+        except CheckpointError as e: warnings.warn(f'rebuilding the reference statistics cache: {e}')
+    logits, feats, bad = self._extract(self._batches(images), precision='float32')   # shared by every precision: always float32
+    if bad: raise NonFiniteImagesError('the reference images contain NaN or infinity')
+    mu, sigma = feature_statistics(feats)
+    save_atomic(dict(key=key, mu=torch.from_numpy(mu), sigma=torch.from_numpy(sigma)), path)
+    return mu, sigma
 
-    def __call__(self, source: nn.Module | torch.Tensor, fid: bool = True) -> Scores:
-        "Score a generator (on the fixed noise, in eval mode, without gradients) or an image tensor."
-        if isinstance(source, nn.Module):
-            was_training = source.training
-            source.eval()
-            try: logits, feats, bad = self._extract(self._generated(source))
-            finally: source.train(was_training)
-        elif torch.is_tensor(source):
-            n = len(source)
-            if n < self.splits or (fid and n < 2):
-                raise ValueError(f'{n} images are too few: IS with {self.splits} splits needs at least {self.splits}'
-                                 + (', FID at least 2' if fid else ''))
-            logits, feats, bad = self._extract(self._batches(source))
-        else: raise TypeError(f'source must be a generator (nn.Module) or an image tensor, got {type(source).__name__}')
-        if bad: raise NonFiniteImagesError(f'the {"generator produced" if isinstance(source, nn.Module) else "images contain"} NaN or infinity')
-        s = self.scores(logits, feats if fid else None)
-        if not isinstance(source, nn.Module): s.protocol['generated'] = f'{len(logits):,} images given as a tensor'
-        return s
+# %% ../nbs/04_metrics.ipynb #0fb65d4f
+@patch
+def scores(self: Evaluator, logits: torch.Tensor, feats: torch.Tensor | None) -> Scores:
+    "IS from logits and, if `feats` is given, FID against the reference statistics."
+    n = len(logits)
+    if n < self.splits: raise ValueError(f'IS with {self.splits} splits needs at least {self.splits} images, got {n}')
+    is_mean, is_std = inception_score(logits, self.splits)
+    fid = None
+    if feats is not None:
+        if n < 2: raise ValueError(f'FID needs at least 2 images, got {n}')
+        if self.fid_reference.mu.shape[0] != feats.shape[1]:
+            raise ValueError(f'the reference statistics are {self.fid_reference.mu.shape[0]}-d, but the {self.backend} backend\'s features '
+                             f'are {feats.shape[1]}-d' + (f' ({self.fid_stats} does not belong to this backend)' if self.fid_stats else ''))
+        fid = self.fid_reference.distance(*_statistics(feats))   # on the features' device
+    return Scores(is_mean, is_std, fid, self.backend, n, self.reference_label, tf32=False, precision=self.precision,
+                  protocol=self.protocol() | dict(generated=f'{n:,} images' + ('' if n != self.num_images else f' from fixed noise (seed {self.seed})')))
+
+@patch
+def __call__(self: Evaluator, source: nn.Module | torch.Tensor, fid: bool = True) -> Scores:
+    "Score a generator (on the fixed noise, in eval mode, without gradients) or an image tensor."
+    if isinstance(source, nn.Module):
+        was_training = source.training
+        source.eval()
+        try: logits, feats, bad = self._extract(self._generated(source))
+        finally: source.train(was_training)
+    elif torch.is_tensor(source):
+        n = len(source)
+        if n < self.splits or (fid and n < 2):
+            raise ValueError(f'{n} images are too few: IS with {self.splits} splits needs at least {self.splits}'
+                             + (', FID at least 2' if fid else ''))
+        logits, feats, bad = self._extract(self._batches(source))
+    else: raise TypeError(f'source must be a generator (nn.Module) or an image tensor, got {type(source).__name__}')
+    if bad: raise NonFiniteImagesError(f'the {"generator produced" if isinstance(source, nn.Module) else "images contain"} NaN or infinity')
+    s = self.scores(logits, feats if fid else None)
+    if not isinstance(source, nn.Module): s.protocol['generated'] = f'{len(logits):,} images given as a tensor'
+    return s

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import dataclasses, functools, json, os, sys, time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
 from types import SimpleNamespace
 from typing import Callable
 from dataclasses import dataclass, field, asdict
@@ -15,7 +16,7 @@ from .utils import save_atomic, load_checkpoint, get_rng_states, set_rng_states,
 from .training import GanConfig
 from .mdp import GanSearchEnv, ProxyTaskConfig
 from .agents import AGENTS, ReinforceAgent, make_agent
-from .parallel import (MAX_TRIES, WorkerPool, _done, _failure, check_resources, init_ray, learn_from_batch,
+from .parallel import (MAX_TRIES, LocalWorker, WorkerPool, _done, _failure, check_resources, init_ray, learn_from_batch,
                             parallel_summary)
 from .loop import EXPLORE_FRACTION, HANDOVER_RULES, phase_of, run_loop, rank_architectures, trajectory_summaries
 
@@ -217,15 +218,66 @@ def run_search(out_dir: str | os.PathLike, config: SearchConfig | None = None, e
     finally: run.close()
     return _write_results(out, cfg, agent, env, records, totals)
 
+# %% ../nbs/13_search.ipynb #0d9d244d
+def _learn_as_trajectories_arrive(cfg: SearchConfig, pool: WorkerPool, agent, run: RunLog, stop_after: int | None,
+                                  max_tries: int, workers: int, note: Callable[[str], None]) -> None:
+    "The learner's loop: hand out trajectories to free workers, learn from each as it arrives, retry failures, log and checkpoint."
+    records = run.records
+    done = _done(records)
+    todo = deque(i for i in range(cfg.trajectories if stop_after is None else min(stop_after, cfg.trajectories)) if i not in done)
+    learned = sum('score' in r for r in records)              # the policy version: trajectories learned from
+    policy = agent.policy_state()
+    on_policy = isinstance(agent, ReinforceAgent)              # learns from whole batches acted by one policy
+    free, pending, waiting, tries, errors = deque(), {}, [], {}, {}
+    starting = {f: w for w, f in enumerate(pool.ready)}        # workers whose environment is still being built
+    explore = lambda i: phase_of(i, cfg.trajectories, cfg.explore_fraction) == 'explore'
+
+    def write(new: list[dict]):
+        for r in new: run.record(r)
+        run.trajectories_done(new, workers=workers)
+
+    while todo or pending:
+        if not on_policy or not (pending or starting):           # REINFORCE: one batch of N under one policy
+            while free and todo:
+                i, w = todo.popleft(), free.popleft()
+                pending[pool.run(w, i, explore(i), cfg.seed, policy, learned)] = (i, w)
+        finished = wait(list(pending) + list(starting), return_when=FIRST_COMPLETED).done
+        for f in [f for f in finished if f in starting]:
+            free.append(starting.pop(f)); f.result()          # an environment that cannot be built is not retried
+        for f in sorted((f for f in finished if f in pending), key=lambda f: pending[f][0])[:1]:   # one at a time, as in Algorithm 1
+            i, w = pending.pop(f)
+            try: result = f.result()
+            except Exception as e:
+                why = _failure(e)
+                tries[i] = tries.get(i, 0) + 1; errors.setdefault(i, []).append(why)
+                pool.replace(w); starting[pool.ready[w]] = w      # died, or alive but maybe broken (a CUDA error): a fresh one
+                if tries[i] < max_tries:
+                    note(f'trajectory {i} failed on worker {w} ({why}); re-running it with the same seed (try {tries[i] + 1} of {max_tries})')
+                    todo.appendleft(i)
+                else:
+                    note(f'trajectory {i} failed {tries[i]} times ({why}); recorded as failed, the search goes on')
+                    write([dict(trajectory=i, phase=phase_of(i, cfg.trajectories, cfg.explore_fraction), failed=True,
+                                explore=explore(i), tries=tries[i], errors=errors[i], worker=w)])
+                continue
+            free.append(w)
+            version = learned + (0 if on_policy else len(waiting))   # the policy that learns from it: SAC learns the waiting ones in turn
+            for r in result['records']:
+                r['staleness'] = version - r['policy_version']
+                if i in tries: r.update(tries=tries[i] + 1, retry_errors=errors[i])
+            waiting.append(result)
+        if waiting and (not on_policy or not pending):
+            new = learn_from_batch(agent, waiting)
+            learned += len(waiting); waiting = []
+            write(new)
+            policy = agent.policy_state()
+
 # %% ../nbs/13_search.ipynb #56fcc490
 def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Callable[[], object] | None = None, device=None,
                         resume: bool = False, progress: bool = True, workers: int = 2, gpus_per_worker: float = 0.0,
                         ray_address: str | None = None, cpus_per_worker: float = 1.0, stop_after: int | None = None,
-                        max_tries: int = MAX_TRIES, pool: WorkerPool | None = None) -> dict:
-    "`run_search` with trajectories acted out on `workers` Ray actors and one learner here; the same files, plus worker, policy version and staleness in every record."
-    import json
+                        max_tries: int = MAX_TRIES, pool: WorkerPool | None = None, local_worker: bool | None = None) -> dict:
+    "`run_search` with trajectories acted out on `workers` env workers and one learner here; the same files, plus worker, policy version and staleness in every record."
     import ray
-    from ray.exceptions import RayError
     from tqdm.auto import tqdm
     cfg = config or SearchConfig()
     if workers < 1 or max_tries < 1: raise ValueError(f'workers and max_tries must be >= 1, got {workers} and {max_tries}')
@@ -243,67 +295,25 @@ def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Ca
     if not own_pool:
         if pool.agent != cfg.agent: raise ValueError(f'the pool acts for agent {pool.agent!r}, the search is of {cfg.agent!r}')
         workers = len(pool)
+    if local_worker is None: local_worker = own_pool and ray_address is None and not gpus_per_worker and not ray.is_initialized()
+    local = LocalWorker(env_factory, cfg.agent) if own_pool and local_worker else None   # builds its env while Ray starts
     started = init_ray(ray_address, num_cpus=None if ray_address else max(os.cpu_count() or 1, int(np.ceil(workers * cpus_per_worker))))
     run = None
-    note = lambda msg: tqdm.write(msg, file=sys.stderr)
     try:
         if own_pool:
-            check_resources(workers, cpus_per_worker, gpus_per_worker)
-            pool = WorkerPool(env_factory, cfg.agent, workers, gpus_per_worker, cpus_per_worker)
-        info = pool.infos[0]
+            check_resources(workers - (local is not None), cpus_per_worker, gpus_per_worker)
+            pool = WorkerPool(env_factory, cfg.agent, workers, gpus_per_worker, cpus_per_worker, local=local or False)
+        info = next(iter(wait(pool.ready, return_when=FIRST_COMPLETED).done)).result()   # the first environment built
         agent = make_agent(cfg.agent, info['observation_space'], info['action_space'], seed=cfg.seed, device='cpu')
         _, records, totals = _open_run(out, cfg_dict, agent, resume)
         (out / 'config.json').write_text(json.dumps(cfg_dict, indent=2))
         run = RunLog(out, cfg, cfg_dict, agent, records, totals, progress, desc=f'search ({workers} workers)')
-        done = _done(records)
-        todo = deque(i for i in range(cfg.trajectories if stop_after is None else min(stop_after, cfg.trajectories)) if i not in done)
-        learned = sum('score' in r for r in records)              # the policy version: trajectories learned from
-        policy = ray.put(agent.policy_state())
-        on_policy = isinstance(agent, ReinforceAgent)              # learns from whole batches acted by one policy
-        free, pending, waiting, tries, errors = deque(range(workers)), {}, [], {}, {}
-
-        def dispatch():
-            while free and todo:
-                i, w = todo.popleft(), free.popleft()
-                explore = phase_of(i, cfg.trajectories, cfg.explore_fraction) == 'explore'
-                pending[pool.run(w, i, explore, cfg.seed, policy, learned)] = (i, w)
-
-        def write(new: list[dict]):
-            for r in new: run.record(r)
-            run.trajectories_done(new, workers=workers)
-
-        dispatch()
-        while pending:
-            ref = ray.wait(list(pending), num_returns=1)[0][0]
-            i, w = pending.pop(ref)
-            free.append(w)
-            try: result = ray.get(ref)
-            except RayError as e:
-                why = _failure(e)
-                tries[i] = tries.get(i, 0) + 1; errors.setdefault(i, []).append(why)
-                pool.replace(w)                  # died, or alive but maybe broken (a CUDA error): a fresh process either way
-                if tries[i] < max_tries:
-                    note(f'trajectory {i} failed on worker {w} ({why}); re-running it with the same seed (try {tries[i] + 1} of {max_tries})')
-                    todo.appendleft(i)
-                else:
-                    note(f'trajectory {i} failed {tries[i]} times ({why}); recorded as failed, the search goes on')
-                    write([dict(trajectory=i, phase=phase_of(i, cfg.trajectories, cfg.explore_fraction), failed=True,
-                                explore=phase_of(i, cfg.trajectories, cfg.explore_fraction) == 'explore', tries=tries[i],
-                                errors=errors[i], worker=w)])
-            else:
-                for r in result['records']:
-                    r['staleness'] = learned - r['policy_version']
-                    if i in tries: r.update(tries=tries[i] + 1, retry_errors=errors[i])
-                waiting.append(result)
-            if waiting and (not on_policy or not pending):
-                new = learn_from_batch(agent, waiting)
-                learned += len(waiting); waiting = []
-                write(new)
-                policy = ray.put(agent.policy_state())
-            if not on_policy or not pending: dispatch()
+        _learn_as_trajectories_arrive(cfg, pool, agent, run, stop_after, max_tries, workers,
+                                      note=lambda msg: tqdm.write(msg, file=sys.stderr))
     finally:
         if run is not None: run.close()
         if own_pool and pool is not None: pool.close()
+        elif local is not None: local.close()
         if started: ray.shutdown()
     alpha = info['alpha'] if info['alpha'] is not None else cfg.proxy.alpha
     env_view = SimpleNamespace(unwrapped=SimpleNamespace(alpha=alpha, evaluator=SimpleNamespace(backend=info['backend'])))

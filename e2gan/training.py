@@ -12,6 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
+from fastcore.basics import patch
 from .utils import default_device, generator_state, restore_generator
 from .models import Generator, Discriminator
 from .data import to_float
@@ -103,7 +104,7 @@ def _ddp(module: nn.Module, device: torch.device) -> nn.Module:
 
 DDP_TIMEOUT = timedelta(minutes=60)  # ranks wait at the next collective while rank 0 evaluates (50,000 Inception images)
 
-# %% ../nbs/05_training.ipynb #d15de97a
+# %% ../nbs/05_training.ipynb #da7eed9a
 @dataclass
 class EpochStats:
     "What one epoch of GAN training reports (read from the device once, at the end)."
@@ -179,70 +180,78 @@ class GanTrainer:
         d = self.config.ema_decay
         return min(d, (1 + self.g_steps) / (10 + self.g_steps)) if self.config.ema_warmup else d
 
-    def d_step(self, real: torch.Tensor, stage: int | None) -> torch.Tensor:
-        "One discriminator step on a batch of real images (float, [-1, 1]); returns the loss (on the device)."
-        with torch.no_grad(), self._autocast(): fake = self.G(self._noise(real.shape[0] * self.world_size))
-        with self._autocast():
-            if self.config.joint_d_forward:
-                both = torch.cat([real, fake.to(real.dtype)])
-                if self._channels_last(): both = both.contiguous(memory_format=torch.channels_last)
-                logits = self._D(both, stage)
-                loss = hinge_d_loss(logits[:len(real)], logits[len(real):])
-            else: loss = hinge_d_loss(self._D(real, stage), self._D(fake, stage))
-        self.d_opt.zero_grad(set_to_none=True); loss.backward(); self.d_opt.step()
-        self.d_steps += 1
-        return loss.detach()
+# %% ../nbs/05_training.ipynb #e9a1bcaa
+@patch
+def d_step(self: GanTrainer, real: torch.Tensor, stage: int | None) -> torch.Tensor:
+    "One discriminator step on a batch of real images (float, [-1, 1]); returns the loss (on the device)."
+    with torch.no_grad(), self._autocast(): fake = self.G(self._noise(real.shape[0] * self.world_size))
+    with self._autocast():
+        if self.config.joint_d_forward:
+            both = torch.cat([real, fake.to(real.dtype)])
+            if self._channels_last(): both = both.contiguous(memory_format=torch.channels_last)
+            logits = self._D(both, stage)
+            loss = hinge_d_loss(logits[:len(real)], logits[len(real):])
+        else: loss = hinge_d_loss(self._D(real, stage), self._D(fake, stage))
+    self.d_opt.zero_grad(set_to_none=True); loss.backward(); self.d_opt.step()
+    self.d_steps += 1
+    return loss.detach()
 
-    def g_step(self, stage: int | None) -> torch.Tensor:
-        "One generator step on a fresh batch of noise, D frozen; returns the loss (on the device)."
-        for p in self._d_params: p.requires_grad_(False)     # gradients flow through D to G, none into D's weights
-        try:
-            with self._autocast(): loss = hinge_g_loss(self.D(self._G(self._noise(self.config.g_batch)), stage))
-            self.g_opt.zero_grad(set_to_none=True); loss.backward()
-        finally:
-            for p in self._d_params: p.requires_grad_(True)
-        self.g_opt.step()
-        self.g_steps += 1
-        self._set_lr()
-        if self.ema is not None: ema_update(self.ema, self.G, self.ema_decay())
-        return loss.detach()
+@patch
+def g_step(self: GanTrainer, stage: int | None) -> torch.Tensor:
+    "One generator step on a fresh batch of noise, D frozen; returns the loss (on the device)."
+    for p in self._d_params: p.requires_grad_(False)     # gradients flow through D to G, none into D's weights
+    try:
+        with self._autocast(): loss = hinge_g_loss(self.D(self._G(self._noise(self.config.g_batch)), stage))
+        self.g_opt.zero_grad(set_to_none=True); loss.backward()
+    finally:
+        for p in self._d_params: p.requires_grad_(True)
+    self.g_opt.step()
+    self.g_steps += 1
+    self._set_lr()
+    if self.ema is not None: ema_update(self.ema, self.G, self.ema_decay())
+    return loss.detach()
 
-    def train_epoch(self, images: torch.Tensor, stage: int | None = None, max_d_steps: int | None = None,
-                    progress=None) -> EpochStats:
-        "One pass over `images` (uint8, N x C x R x R, at the stage's resolution); a G step after every `n_critic` D steps."
-        c, start = self.config, time.perf_counter()
-        self.G.train(); self.D.train()
-        images = images.to(self.device, non_blocking=True)
-        n_batches = images.shape[0] // c.d_batch
-        if max_d_steps is not None: n_batches = min(n_batches, max_d_steps)
-        order = torch.randperm(images.shape[0], device=self.device, generator=self.rng)
-        d_sum = torch.zeros((), device=self.device); g_sum = torch.zeros((), device=self.device)
-        g_count = 0
-        for b in range(n_batches):
-            real = to_float(images[self._share(order[b * c.d_batch:(b + 1) * c.d_batch])])
-            if self._channels_last(): real = real.contiguous(memory_format=torch.channels_last)
-            d_sum += self.d_step(real, stage)
-            if self.d_steps % c.n_critic == 0: g_sum += self.g_step(stage); g_count += 1
-            if progress is not None: progress(b + 1, n_batches)
-        if self.world_size > 1:                         # the mean over the ranks' shares: every rank agrees on divergence
-            sums = torch.stack([d_sum, g_sum]); dist.all_reduce(sums); d_sum, g_sum = sums / self.world_size
-        d_loss, g_loss = (d_sum / max(n_batches, 1)).item(), (g_sum / max(g_count, 1)).item()  # the epoch's one sync
-        diverged = not (math.isfinite(d_loss) and math.isfinite(g_loss))
-        return EpochStats(d_loss, g_loss, n_batches, g_count, time.perf_counter() - start, diverged)
+# %% ../nbs/05_training.ipynb #67148af5
+@patch
+def train_epoch(self: GanTrainer, images: torch.Tensor, stage: int | None = None, max_d_steps: int | None = None,
+                progress=None) -> EpochStats:
+    "One pass over `images` (uint8, N x C x R x R, at the stage's resolution); a G step after every `n_critic` D steps."
+    c, start = self.config, time.perf_counter()
+    self.G.train(); self.D.train()
+    images = images.to(self.device, non_blocking=True)
+    n_batches = images.shape[0] // c.d_batch
+    if max_d_steps is not None: n_batches = min(n_batches, max_d_steps)
+    order = torch.randperm(images.shape[0], device=self.device, generator=self.rng)
+    d_sum = torch.zeros((), device=self.device); g_sum = torch.zeros((), device=self.device)
+    g_count = 0
+    for b in range(n_batches):
+        real = to_float(images[self._share(order[b * c.d_batch:(b + 1) * c.d_batch])])
+        if self._channels_last(): real = real.contiguous(memory_format=torch.channels_last)
+        d_sum += self.d_step(real, stage)
+        if self.d_steps % c.n_critic == 0: g_sum += self.g_step(stage); g_count += 1
+        if progress is not None: progress(b + 1, n_batches)
+    if self.world_size > 1:                         # the mean over the ranks' shares: every rank agrees on divergence
+        sums = torch.stack([d_sum, g_sum]); dist.all_reduce(sums); d_sum, g_sum = sums / self.world_size
+    d_loss, g_loss = (d_sum / max(n_batches, 1)).item(), (g_sum / max(g_count, 1)).item()  # the epoch's one sync
+    diverged = not (math.isfinite(d_loss) and math.isfinite(g_loss))
+    return EpochStats(d_loss, g_loss, n_batches, g_count, time.perf_counter() - start, diverged)
 
-    def state_dict(self) -> dict:
-        "Everything needed to continue training exactly: models, EMA, optimizers, counters, the noise RNG (with its device type)."
-        return dict(G=self.G.state_dict(), D=self.D.state_dict(), g_opt=self.g_opt.state_dict(),
-                    d_opt=self.d_opt.state_dict(), ema=self.ema.state_dict() if self.ema is not None else None,
-                    d_steps=self.d_steps, g_steps=self.g_steps, rng=generator_state(self.rng))
+# %% ../nbs/05_training.ipynb #f287055c
+@patch
+def state_dict(self: GanTrainer) -> dict:
+    "Everything needed to continue training exactly: models, EMA, optimizers, counters, the noise RNG (with its device type)."
+    return dict(G=self.G.state_dict(), D=self.D.state_dict(), g_opt=self.g_opt.state_dict(),
+                d_opt=self.d_opt.state_dict(), ema=self.ema.state_dict() if self.ema is not None else None,
+                d_steps=self.d_steps, g_steps=self.g_steps, rng=generator_state(self.rng))
 
-    def load_state_dict(self, state: dict) -> list[str]:
-        "Restore `state_dict`'s output; returns notes (a noise RNG saved on another device type is re-seeded)."
-        self.G.load_state_dict(state['G']); self.D.load_state_dict(state['D'])
-        self.g_opt.load_state_dict(state['g_opt']); self.d_opt.load_state_dict(state['d_opt'])
-        for opt in (self.g_opt, self.d_opt):
-            for group in opt.param_groups: group['foreach'] = True   # older checkpoints saved foreach=None
-        if self.ema is not None and state.get('ema') is not None: self.ema.load_state_dict(state['ema'])
-        self.d_steps, self.g_steps = state['d_steps'], state['g_steps']
-        note = restore_generator(self.rng, state['rng'])
-        return [note] if note else []
+@patch
+def load_state_dict(self: GanTrainer, state: dict) -> list[str]:
+    "Restore `state_dict`'s output; returns notes (a noise RNG saved on another device type is re-seeded)."
+    self.G.load_state_dict(state['G']); self.D.load_state_dict(state['D'])
+    self.g_opt.load_state_dict(state['g_opt']); self.d_opt.load_state_dict(state['d_opt'])
+    for opt in (self.g_opt, self.d_opt):
+        for group in opt.param_groups: group['foreach'] = True   # older checkpoints saved foreach=None
+    if self.ema is not None and state.get('ema') is not None: self.ema.load_state_dict(state['ema'])
+    self.d_steps, self.g_steps = state['d_steps'], state['g_steps']
+    note = restore_generator(self.rng, state['rng'])
+    return [note] if note else []

@@ -420,6 +420,39 @@ def test_the_evaluator_extracts_features_without_tf32(shapes_eval, shapes_split)
     assert not Scores(7.5, 0.1, 20.0, 'inception', 5000, tf32=True).comparable_with_published
 
 
+
+def test_bfloat16_is_for_search_rewards_only_and_keeps_the_reference_in_float32(shapes_eval, shapes_split):
+    ev, _ = shapes_eval
+    half = Evaluator(ev.reference, 32, num_images=2000, splits=10, cache_dir=ev.cache_dir, reference_images=5000, device='cpu',
+                     precision='bfloat16')
+    real = shapes_split[1].at_resolution(32)[:1000]
+    (l32, f32), (l16, f16) = ev.features(real), half.features(real)
+    assert f16.dtype == torch.float32 and not torch.equal(f16, f32)            # really extracted under bfloat16 autocast
+    assert all(np.array_equal(a, b) for a, b in zip(half.reference_stats, ev.reference_stats))   # the shared reference: float32
+    torch.manual_seed(0)
+    G = Generator('e2gan-cifar10', gf_dim=16, latent_dim=128, bottom_width=4, channels=3)
+    s32, s16 = ev(real), half(real)
+    assert s16.precision == 'bfloat16' and 'bfloat16' in s16.protocol['precision'] and s32.precision == 'float32'
+    assert not Scores(7.5, 0.1, 20.0, 'inception', 5000, precision='bfloat16').comparable_with_published
+    assert Scores(7.5, 0.1, 20.0, 'inception', 5000).comparable_with_published
+    assert (half(G).fid > 5 * s16.fid) and (ev(G).fid > 5 * s32.fid)          # the ranking real > untrained holds in both
+    with pytest.raises(ValueError, match='precision'): Evaluator(ev.reference, 32, precision='float16', cache_dir=ev.cache_dir)
+
+
+def test_cudnn_autotuning_only_on_cuda_and_never_in_deterministic_mode():
+    cudnn = torch.backends.cudnn
+    before = cudnn.benchmark
+    cudnn.benchmark = False
+    try:
+        with M.cudnn_autotuned('cpu'): assert not cudnn.benchmark
+        with M.cudnn_autotuned('cuda'): assert cudnn.benchmark
+        assert not cudnn.benchmark
+        torch.use_deterministic_algorithms(True)
+        try:
+            with M.cudnn_autotuned('cuda'): assert not cudnn.benchmark
+        finally: torch.use_deterministic_algorithms(False)
+    finally: cudnn.benchmark = before
+
 # ---------------------------------------------------------------- offline without weights: one exception, both forms (issue 12)
 import http.client, socket
 
