@@ -23,12 +23,12 @@ from .search import SearchConfig, run_search, run_parallel_search
 from .retrain import RetrainConfig, build_models
 
 # %% auto #0
-__all__ = ['RESCORE_SEED', 'SB3_SAC_SETTINGS', 'SB3_EXPLOIT_UPDATES', 'agent_label', 'benchmark_run', 'benchmark_agents',
+__all__ = ['RESCORE_SEED', 'SB3_SAC_SETTINGS', 'SB3_EXPLOIT_UPDATES', 'PEERS', 'agent_label', 'benchmark_run', 'benchmark_agents',
            'regret_table', 'format_regret_table', 'plot_regret_curves', 'first_within', 'top_fraction_regret',
            'benchmark_search', 'format_search_benchmark', 'benchmark_reward', 'benchmark_training', 'format_benchmark',
            'staleness_regret', 'format_staleness', 'rescore_seeds', 'proxy_score', 'rescore_architecture',
            'true_proxy_score', 'benchmark_proxy', 'proxy_table', 'format_proxy_benchmark', 'plot_proxy_scores',
-           'retrain_architecture', 'sb3_sac_run']
+           'retrain_architecture', 'sb3_sac', 'sb3_sac_run']
 
 # %% ../nbs/16_bench.ipynb #d0227c5e
 def agent_label(agent) -> str:
@@ -542,14 +542,12 @@ class _Recorder(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 # %% ../nbs/16_bench.ipynb #5a1ecab3
-def sb3_sac_run(make_env: Callable[..., object], seed: int, trajectories: int = 100, explore_fraction: float = EXPLORE_FRACTION,
-                settings: dict | None = None, keep_records: bool = False) -> dict:
-    "Stable-Baselines3's SAC on the continuous wrapper of `make_env(seed)` (or `make_env()`) for `trajectories`; a run as `benchmark_run` returns it."
+def sb3_sac(env, seed: int, trajectories: int = 100, explore_fraction: float = EXPLORE_FRACTION,
+            settings: dict | None = None) -> tuple[list[dict], str]:
+    "Stable-Baselines3's SAC searching `env` through the continuous 14-logit wrapper: the loop's records and the package's hand-over rule (a peer runner of `benchmark_agents`)."
     sb3 = _import_sb3()
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import configure
-    env = make_env(seed) if inspect.signature(make_env).parameters else make_env()
-    if not hasattr(env, 'regret'): raise ValueError(f'{type(env).__name__} has no regret(arch): benchmarks need an environment that knows its optimum')
     rec, s = _Recorder(env, seed, trajectories, explore_fraction), SB3_SAC_SETTINGS | (settings or {})
     model = sb3.SAC('MlpPolicy', rec, seed=seed, device='cpu', verbose=0, **s,
                     policy_kwargs=dict(net_arch=[128, 128], activation_fn=torch.nn.ReLU, n_critics=2))
@@ -564,7 +562,7 @@ def sb3_sac_run(make_env: Callable[..., object], seed: int, trajectories: int = 
         def _on_rollout_end(self):             # after the step's transition is stored
             if self.locals['dones'][0]: end_of_trajectory()
 
-    start, n_explore, steps = time.perf_counter(), n_exploring(trajectories, explore_fraction), env.unwrapped.n_cells
+    n_explore, steps = n_exploring(trajectories, explore_fraction), env.unwrapped.n_cells
     if n_explore: model.learn(total_timesteps=n_explore * steps, callback=EndOfTrajectory())
     while rec.index < trajectories:           # exploitation: the deterministic action, more updates per step
         obs, _ = rec.reset(); done = False
@@ -575,12 +573,19 @@ def sb3_sac_run(make_env: Callable[..., object], seed: int, trajectories: int = 
             obs, done = next_obs, terminated or truncated
             if model.replay_buffer.size() >= s['learning_starts']: model.train(SB3_EXPLOIT_UPDATES, batch_size=s['batch_size'])
         end_of_trajectory()
-    arch, rule = handed_over_architecture(rec.records, SearchAgent.handover)
-    finals, best_so_far, best = [r for r in rec.records if 'score' in r], [], None
-    for r in finals:
-        if best is None or r['score'] > best['score']: best = r
-        best_so_far.append(best['regret'])
-    run = dict(seed=seed, arch=list(arch), rule=rule, regret=float(env.regret(list(arch))), seconds=time.perf_counter() - start,
-               trajectory_regrets=[r['regret'] for r in finals], incumbent_regrets=best_so_far, stable_baselines3=sb3.__version__)
-    if keep_records: run['records'] = rec.records
+    return rec.records, SearchAgent.handover
+
+sb3_sac.name = 'sb3-sac'          # its row in the benchmark tables
+PEERS = {'sb3-sac': sb3_sac}      # agents from outside the package that `e2gan bench search --agents` accepts by name
+
+def sb3_sac_run(make_env: Callable[..., object], seed: int, trajectories: int = 100, explore_fraction: float = EXPLORE_FRACTION,
+                settings: dict | None = None, keep_records: bool = False) -> dict:
+    "`sb3_sac` on `make_env(seed)` (or `make_env()`) as one `benchmark_run`: the handed-over architecture and its true regret (and the records)."
+    kept = []
+    def runner(env, seed, trajectories):
+        records, rule = sb3_sac(env, seed, trajectories, explore_fraction, settings)
+        kept.extend(records); return records, rule
+    run = benchmark_run(make_env, runner, seed, trajectories, explore_fraction)
+    run['stable_baselines3'] = _import_sb3().__version__
+    if keep_records: run['records'] = kept
     return run

@@ -87,7 +87,7 @@ def add_search_arguments(p) -> None:
     p.add_argument('--inception-weights', help='the InceptionV3 weights file, where it cannot be downloaded (or $E2GAN_INCEPTION_WEIGHTS)')
     p.add_argument('--reward-precision', choices=['float32', 'bfloat16'],
                    help='feature extraction of the reward: float32 (default) or bfloat16 autocast (faster on a GPU; reported scores stay float32)')
-    p.add_argument('--agent', choices=list(AGENTS), help='search agent (default sac)')
+    p.add_argument('--agent', choices=list(AGENTS), help='search agent (default sac-categorical, the recommended one; sac is the paper\'s Gaussian form)')
     p.add_argument('--trajectories', type=int, help="budget in trajectories (the preset's by default)")
     p.add_argument('--device', help='cuda, cpu, cuda:1, ... (default: cuda when available)')
     p.add_argument('--seed', type=int, help='search seed')
@@ -254,9 +254,9 @@ def add_import_checkpoint_arguments(p) -> None:
 # %% ../nbs/18_cli.ipynb #afc45cf9
 def cmd_bench_search(args) -> int:
     from e2gan.agents import AGENTS
-    from e2gan.bench import benchmark_search, format_search_benchmark, plot_regret_curves
+    from e2gan.bench import PEERS, benchmark_search, format_search_benchmark, plot_regret_curves
     bench = benchmark_search(seeds=args.seeds, trajectories=args.trajectories, noise=args.noise, landscape=args.landscape,
-                             agents=args.agents.split(',') if args.agents else AGENTS, workers=args.workers,
+                             agents=[PEERS.get(a, a) for a in args.agents.split(',')] if args.agents else AGENTS, workers=args.workers,
                              gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address, split=args.split,
                              rescore=args.rescore, repeats=args.repeats)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
@@ -298,7 +298,7 @@ def add_bench_arguments(p) -> None:
     s.add_argument('--rescore', type=int, default=0,
                    help='the last K trajectories of the budget re-score the best candidates, for every agent alike (0: off)')
     s.add_argument('--repeats', type=int, default=2, help='re-scorings of each candidate when --rescore')
-    s.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}')
+    s.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}, or sb3-sac (Stable-Baselines3\'s SAC, pip install "e2gan[sb3]")')
     s.add_argument('--out', default='runs/bench-search', help='folder for regret.png and bench.json')
     s.add_argument('--json', action='store_true')
     add_parallel_arguments(s, 'runs (agents x seeds) in parallel on N Ray workers (default 1: one after the other, no Ray)')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_parallel.ipynb #e1a8c32e
 from __future__ import annotations
-import copy, os, queue, socket, threading, time
+import os, socket, time
 from collections import deque
 from concurrent.futures import Future
 from typing import Callable, Sequence
@@ -17,9 +17,9 @@ from .agents import ReinforceAgent, make_agent
 from .loop import run_trajectory, trajectory_seed
 
 # %% auto #0
-__all__ = ['MAX_TRIES', 'init_ray', 'acting_seed', 'seed_acting', 'ActingAgent', 'EnvWorker', 'LocalWorker',
-           'learn_from_trajectory', 'reinforce_batch_update', 'learn_from_batch', 'check_resources', 'WorkerPool',
-           'parallel_summary', 'parallel_map']
+__all__ = ['MAX_TRIES', 'init_ray', 'acting_seed', 'seed_acting', 'ActingAgent', 'EnvWorker', 'learn_from_trajectory',
+           'reinforce_batch_update', 'learn_from_batch', 'check_resources', 'WorkerPool', 'parallel_summary',
+           'parallel_map']
 
 # %% ../nbs/12_parallel.ipynb #aad9be80
 MAX_TRIES = 3          # a trajectory whose worker fails this many times is recorded as failed
@@ -29,11 +29,16 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
     if address is None:
         os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'   # read when ray is imported, and by its processes
         os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')   # a local instance reports nothing to anyone
+        # Ray starts its workers at niceness 15 to keep its own services responsive; here the workers do the search's work,
+        # and at 15 every other process on the machine, the learner included, would starve them
+        os.environ.setdefault('RAY_worker_niceness', '0')
     import ray, logging
     if ray.is_initialized(): return False
     if address is None:
         from ray._private import ray_constants
         ray_constants.ENABLE_RAY_CLUSTER = False             # in case ray was imported before the variable was set
+        # token authentication stays on; its notice at every start of a local instance is noise in a search's output
+        logging.getLogger('ray._private.authentication.authentication_token_setup').setLevel(logging.ERROR)
         ctx = ray.init(include_dashboard=False, num_cpus=num_cpus, num_gpus=num_gpus, logging_level=logging.WARNING,
                        _node_ip_address='127.0.0.1')
         ip = ctx.address_info.get('node_ip_address')
@@ -95,32 +100,6 @@ class EnvWorker:
         return dict(index=index, worker=self.worker, pid=os.getpid(), records=records, transitions=acting.transitions,
                     seconds=time.perf_counter() - start)
 
-# %% ../nbs/12_parallel.ipynb #b41005df
-class LocalWorker:
-    "An `EnvWorker` on a daemon thread of this process (RLlib's local env runner); `call` returns a `concurrent.futures.Future`."
-    def __init__(self, env_factory: Callable[[], object], agent: str, worker: int = 0, agent_overrides: dict | None = None):
-        self._calls = queue.SimpleQueue()
-        threading.Thread(target=self._serve, args=(env_factory, agent, worker, agent_overrides), daemon=True,
-                         name=f'e2gan-local-worker-{worker}').start()
-        self.ready = self.call('info')        # resolves once the environment is built, or raises what building it raised
-
-    def _serve(self, *args) -> None:
-        try: worker, error = EnvWorker(*args), None
-        except BaseException as e: worker, error = None, e
-        while (item := self._calls.get()) is not None:
-            future, method, margs = item
-            if not future.set_running_or_notify_cancel(): continue
-            try:
-                if error is not None: raise error
-                future.set_result(getattr(worker, method)(*margs))
-            except BaseException as e: future.set_exception(e)
-
-    def call(self, method: str, *args) -> Future:
-        "Queue `EnvWorker.<method>(*args)`; the calls run one at a time, in order."
-        future = Future(); self._calls.put((future, method, args)); return future
-
-    def close(self) -> None: self._calls.put(None)
-
 # %% ../nbs/12_parallel.ipynb #d5462775
 def learn_from_trajectory(agent: SearchAgent, result: dict) -> list[dict]:
     "Algorithm 1's learning for one finished trajectory: per transition `record` + `update_after_step`, then the end-of-trajectory update."
@@ -170,18 +149,15 @@ def check_resources(workers: int, cpus_per_worker: float = 1.0, gpus_per_worker:
     return dict(CPU=cpus, GPU=gpus)
 
 class WorkerPool:
-    "N env workers: Ray actors, worker 0 in this process when `local`; `replace` puts a fresh one in place of one that failed."
+    "N `EnvWorker` Ray actors, started without waiting for them; `replace` puts a fresh one in place of one that failed."
     def __init__(self, env_factory: Callable[[], object], agent: str, workers: int, gpus_per_worker: float = 0.0,
-                 cpus_per_worker: float = 1.0, agent_overrides: dict | None = None, local: bool | LocalWorker = False):
+                 cpus_per_worker: float = 1.0, agent_overrides: dict | None = None):
         import ray
         self.agent, self.replaced, self._put = agent, 0, (None, None)
         self._remote = ray.remote(EnvWorker).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=0)
         self._args = (env_factory, agent, agent_overrides)
-        self.local = local if isinstance(local, LocalWorker) else LocalWorker(env_factory, agent, 0, agent_overrides) if local else None
-        self.actors = [None if self.is_local(w) else self._start(w) for w in range(workers)]
-        self.ready = [self.local.ready if self.is_local(w) else a.info.remote().future() for w, a in enumerate(self.actors)]
-
-    def is_local(self, worker: int) -> bool: return self.local is not None and worker == 0
+        self.actors = [self._start(w) for w in range(workers)]
+        self.ready = [a.info.remote().future() for a in self.actors]   # each resolves when that worker's environment is built
 
     def _start(self, worker: int):
         env_factory, agent, overrides = self._args
@@ -199,30 +175,23 @@ class WorkerPool:
 @patch
 def run(self: WorkerPool, worker: int, index: int, explore: bool, seed: int | None, policy_state: dict, policy_version: int) -> Future:
     "Start `EnvWorker.run` on `worker`; a `concurrent.futures.Future` of its result."
-    if self.is_local(worker):      # a copy: the learner goes on updating the weights while this thread acts
-        return self.local.call('run', index, explore, seed, copy.deepcopy(policy_state), policy_version)
     import ray
     if self._put[0] is not policy_state: self._put = (policy_state, ray.put(policy_state))   # sent once per version, shared by the actors
     return self.actors[worker].run.remote(index, explore, seed, self._put[1], policy_version).future()
 
 @patch
 def replace(self: WorkerPool, worker: int) -> None:
-    "Start a fresh worker in the slot of one that failed (killing what is left of an actor's process); `ready[worker]` tells when it is up."
-    if self.is_local(worker):
-        self.local.close(); self.local = LocalWorker(*self._args[:2], 0, self._args[2]); self.ready[0] = self.local.ready
-    else:
-        import ray
-        try: ray.kill(self.actors[worker])
-        except Exception: pass
-        self.actors[worker] = self._start(worker); self.ready[worker] = self.actors[worker].info.remote().future()
+    "Kill what is left of a failed worker's process and start a fresh actor in its slot; `ready[worker]` tells when it is up."
+    import ray
+    try: ray.kill(self.actors[worker])
+    except Exception: pass
+    self.actors[worker] = self._start(worker); self.ready[worker] = self.actors[worker].info.remote().future()
     self.replaced += 1
 
 @patch
 def close(self: WorkerPool) -> None:
     import ray
-    if self.local is not None: self.local.close()
     for a in self.actors:
-        if a is None: continue
         try: ray.kill(a)
         except Exception: pass
     self.actors = []

@@ -16,7 +16,7 @@ from .utils import save_atomic, load_checkpoint, get_rng_states, set_rng_states,
 from .training import GanConfig
 from .mdp import GanSearchEnv, ProxyTaskConfig
 from .agents import AGENTS, ReinforceAgent, make_agent
-from .parallel import (MAX_TRIES, LocalWorker, WorkerPool, _done, _failure, check_resources, init_ray, learn_from_batch,
+from .parallel import (MAX_TRIES, WorkerPool, _done, _failure, check_resources, init_ray, learn_from_batch,
                             parallel_summary)
 from .loop import EXPLORE_FRACTION, HANDOVER_RULES, phase_of, run_loop, rank_architectures, trajectory_summaries
 
@@ -260,9 +260,8 @@ def _learn_as_trajectories_arrive(cfg: SearchConfig, pool: WorkerPool, agent, ru
                                 explore=explore(i), tries=tries[i], errors=errors[i], worker=w)])
                 continue
             free.append(w)
-            version = learned + (0 if on_policy else len(waiting))   # the policy that learns from it: SAC learns the waiting ones in turn
             for r in result['records']:
-                r['staleness'] = version - r['policy_version']
+                r['staleness'] = learned - r['policy_version']
                 if i in tries: r.update(tries=tries[i] + 1, retry_errors=errors[i])
             waiting.append(result)
         if waiting and (not on_policy or not pending):
@@ -275,8 +274,8 @@ def _learn_as_trajectories_arrive(cfg: SearchConfig, pool: WorkerPool, agent, ru
 def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Callable[[], object] | None = None, device=None,
                         resume: bool = False, progress: bool = True, workers: int = 2, gpus_per_worker: float = 0.0,
                         ray_address: str | None = None, cpus_per_worker: float = 1.0, stop_after: int | None = None,
-                        max_tries: int = MAX_TRIES, pool: WorkerPool | None = None, local_worker: bool | None = None) -> dict:
-    "`run_search` with trajectories acted out on `workers` env workers and one learner here; the same files, plus worker, policy version and staleness in every record."
+                        max_tries: int = MAX_TRIES, pool: WorkerPool | None = None) -> dict:
+    "`run_search` with trajectories acted out on `workers` Ray actors and one learner here; the same files, plus worker, policy version and staleness in every record."
     import ray
     from tqdm.auto import tqdm
     cfg = config or SearchConfig()
@@ -295,14 +294,12 @@ def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Ca
     if not own_pool:
         if pool.agent != cfg.agent: raise ValueError(f'the pool acts for agent {pool.agent!r}, the search is of {cfg.agent!r}')
         workers = len(pool)
-    if local_worker is None: local_worker = own_pool and ray_address is None and not gpus_per_worker and not ray.is_initialized()
-    local = LocalWorker(env_factory, cfg.agent) if own_pool and local_worker else None   # builds its env while Ray starts
     started = init_ray(ray_address, num_cpus=None if ray_address else max(os.cpu_count() or 1, int(np.ceil(workers * cpus_per_worker))))
     run = None
     try:
         if own_pool:
-            check_resources(workers - (local is not None), cpus_per_worker, gpus_per_worker)
-            pool = WorkerPool(env_factory, cfg.agent, workers, gpus_per_worker, cpus_per_worker, local=local or False)
+            check_resources(workers, cpus_per_worker, gpus_per_worker)
+            pool = WorkerPool(env_factory, cfg.agent, workers, gpus_per_worker, cpus_per_worker)
         info = next(iter(wait(pool.ready, return_when=FIRST_COMPLETED).done)).result()   # the first environment built
         agent = make_agent(cfg.agent, info['observation_space'], info['action_space'], seed=cfg.seed, device='cpu')
         _, records, totals = _open_run(out, cfg_dict, agent, resume)
@@ -313,7 +310,6 @@ def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Ca
     finally:
         if run is not None: run.close()
         if own_pool and pool is not None: pool.close()
-        elif local is not None: local.close()
         if started: ray.shutdown()
     alpha = info['alpha'] if info['alpha'] is not None else cfg.proxy.alpha
     env_view = SimpleNamespace(unwrapped=SimpleNamespace(alpha=alpha, evaluator=SimpleNamespace(backend=info['backend'])))

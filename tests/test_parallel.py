@@ -10,7 +10,7 @@ from e2gan.bench import benchmark_agents
 from e2gan.loop import run_loop, trajectory_seed
 from e2gan.mdp import ProxyTaskConfig
 from e2gan.parallel import init_ray
-from e2gan.search import SearchConfig, TIME_KEYS, run_parallel_search, run_search
+from e2gan.search import SearchConfig, TIME_KEYS, run_search
 from e2gan.surrogate import SurrogateEnv
 from e2gan.training import GanConfig
 from e2gan.utils import load_checkpoint
@@ -48,10 +48,9 @@ def assert_learned_exactly_the_log(out, records):
     assert buffer['done'].tolist() == [float(r['terminated']) for r in steps]
 
 
-@pytest.mark.parametrize('local_worker', [False, True], ids=['two-actors', 'driver-and-one-actor'])
-def test_two_workers_on_shapes_log_every_transition_the_learner_trained_on(ray_address, tmp_path, local_worker):
+def test_two_workers_on_shapes_log_every_transition_the_learner_trained_on(ray_address, tmp_path):
     cfg = SearchConfig(proxy=MICRO, agent='sac', trajectories=4, seed=1)
-    summary = run_parallel_search(tmp_path, cfg, device='cpu', progress=False, workers=2, local_worker=local_worker)
+    summary = run_search(tmp_path, cfg, device='cpu', progress=False, workers=2)
     recs = read(tmp_path)
     assert sorted(r['trajectory'] for r in finals(recs)) == [0, 1, 2, 3] and len(recs) == 12
     assert summary['finished'] and summary['workers'] == 2 and summary['trajectories'] == 4 and summary['backend'] == 'classifier'
@@ -103,18 +102,6 @@ def test_a_killed_worker_is_replaced_and_a_failing_trajectory_is_recorded(ray_ad
     assert summary['finished'] and summary['trajectories'] == 9
     err = capsys.readouterr().err
     assert 'trajectory 3 failed on worker' in err and 'trajectory 6 failed 3 times' in err
-    assert_learned_exactly_the_log(tmp_path / 'out', recs)
-
-
-def test_a_trajectory_that_raises_in_the_drivers_own_worker_is_retried_on_a_fresh_one(ray_address, tmp_path):
-    cfg = SearchConfig(agent='sac-categorical', trajectories=6, seed=0)
-    env = functools.partial(Faulty, str(tmp_path / 'never'), None, trajectory_seed(0, 2))
-    summary = run_parallel_search(tmp_path / 'out', cfg, env_factory=env, progress=False, workers=2, local_worker=True)
-    recs = read(tmp_path / 'out')
-    assert sorted(r['trajectory'] for r in finals(recs)) == [0, 1, 3, 4, 5]
-    failed = [r for r in recs if r.get('failed')]
-    assert len(failed) == 1 and failed[0]['trajectory'] == 2 and failed[0]['tries'] == 3
-    assert summary['finished'] and [r['trajectory'] for r in summary['failed']] == [2]
     assert_learned_exactly_the_log(tmp_path / 'out', recs)
 
 
