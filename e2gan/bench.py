@@ -307,10 +307,9 @@ def format_staleness(rows: Sequence[dict]) -> str:
 
 # %% ../nbs/16_bench.ipynb #05c3fe15
 import dataclasses, json
-from .searchspace import action_from_cell
 from .mdp import GanSearchEnv, ProxyTaskConfig
 from .agent import SearchAgent
-from .loop import INFO_KEYS, observed_score, phase_of, trajectory_seed, n_exploring
+from .loop import INFO_KEYS, build_architecture, observed_score, phase_of, trajectory_seed, n_exploring
 from .search import config_to_dict, search_config
 
 RESCORE_SEED = 10**12    # above every trajectory seed of a search (seed * 1_000_003 + index, for search seeds below 10**6)
@@ -322,15 +321,10 @@ def rescore_seeds(k: int) -> list[int]:
 
 def proxy_score(env, arch, seed: int) -> dict:
     "Train `arch` from scratch on `env`'s proxy task as one search trajectory does (reset with `seed`, a cell per step); score it as the search does."
-    arch, n, start = parse_arch(arch), env.unwrapped.n_cells, time.perf_counter()
-    obs, info = env.reset(seed=seed)
-    ret = 0.0
-    for cell in arch:
-        obs, reward, terminated, truncated, info = env.step(np.array(action_from_cell(cell, n)))
-        ret += reward
-        if terminated or truncated: break
-    return dict(seed=int(seed), score=observed_score(env, info, ret), diverged=bool(info.get('diverged')),
-                **{k: float(info[k]) for k in ('is', 'fid') if k in info}, seconds=time.perf_counter() - start)
+    start = time.perf_counter()
+    last = build_architecture(env, parse_arch(arch).to_vector(), seed)[-1]
+    return dict(seed=int(seed), score=last['score'], diverged=bool(last.get('diverged')),
+                **{k: float(last[k]) for k in ('is', 'fid') if k in last}, seconds=time.perf_counter() - start)
 
 # %% ../nbs/16_bench.ipynb #2e567ae4
 def _write_json(path: Path, obj) -> None:

@@ -15,7 +15,8 @@ from .agent import SearchAgent, head_sizes_of
 # %% auto #0
 __all__ = ['EXPLORE_FRACTION', 'INFO_KEYS', 'HANDOVER_RULES', 'n_exploring', 'phase_of', 'trajectory_seed', 'wrap_env',
            'take_step', 'observed_score', 'end_trajectory', 'run_trajectory', 'run_loop', 'trajectory_summaries',
-           'rank_architectures', 'handed_over_architecture', 'rescore_candidates', 'search_and_rescore']
+           'rank_architectures', 'handed_over_architecture', 'build_architecture', 'rescore_candidates',
+           'search_and_rescore']
 
 # %% ../nbs/11_loop.ipynb #7ce73e93
 EXPLORE_FRACTION = 0.7      # the paper: 70% of the trajectories explore, 30% exploit
@@ -156,26 +157,31 @@ def handed_over_architecture(records: Sequence[dict], rule: str) -> tuple[tuple[
     return tuple(ranked[0]['vector']), ranked[0]['rule']
 
 # %% ../nbs/11_loop.ipynb #9a5cf8bd
+def build_architecture(env, arch, reset_seed: int | None, index: int | None = None, phase: str = 'rescore') -> list[dict]:
+    "Train `arch` on `env` as one trajectory does (reset with `reset_seed`, one cell per step, no agent acting or learning); its records, the last with the observed score."
+    env, cells, out = env.unwrapped, arch_from_vector(list(arch)).cells, []     # the discrete environment, driven directly
+    obs, _ = env.reset(seed=reset_seed)
+    for t, cell in enumerate(cells):
+        action = np.array(action_from_cell(cell, len(cells)))
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append(dict(step=t, explore=False, phase=phase, action=action.tolist(), cell_action=action.tolist(),
+                        reward=float(reward), arch=list(info.get('arch', [])), terminated=bool(terminated),
+                        truncated=bool(truncated), trajectory=index,
+                        **{k: (float(info[k]) if isinstance(info[k], float) else info[k]) for k in INFO_KEYS if k in info}))
+        if terminated or truncated: break
+    out[-1]['score'] = observed_score(env, out[-1], sum(r['reward'] for r in out))
+    return out
+
 def rescore_candidates(env, records: Sequence[dict], rescore: int, first_index: int, seed: int | None = 0, repeats: int = 2,
                        rule: str = 'shrunk-mean') -> list[dict]:
     "Re-build the `rescore // repeats` best candidates of `records` by `rule`, round robin, in `rescore` fresh trajectories (phase 'rescore')."
     if rescore < 1 or repeats < 1: raise ValueError(f'rescore and repeats must be >= 1, got {rescore} and {repeats}')
     candidates = rank_architectures(records, rule, top_k=max(1, rescore // repeats))
     if not candidates: raise ValueError('no finished trajectory that did not diverge to re-score')
-    env, out = env.unwrapped, []          # the discrete environment, driven directly: no agent acts or learns
+    out = []
     for k in range(rescore):
-        index, cells = first_index + k, arch_from_vector(candidates[k % len(candidates)]['vector']).cells
-        obs, _ = env.reset(seed=trajectory_seed(seed, index))
-        traj = []
-        for t, cell in enumerate(cells):
-            action = np.array(action_from_cell(cell, len(cells)))
-            obs, reward, terminated, truncated, info = env.step(action)
-            traj.append(dict(step=t, explore=False, phase='rescore', action=action.tolist(), cell_action=action.tolist(),
-                             reward=float(reward), arch=list(info.get('arch', [])), terminated=bool(terminated),
-                             truncated=bool(truncated), trajectory=index,
-                             **{k: (float(info[k]) if isinstance(info[k], float) else info[k]) for k in INFO_KEYS if k in info}))
-        traj[-1]['score'] = observed_score(env, traj[-1], sum(r['reward'] for r in traj))
-        out += traj
+        index = first_index + k
+        out += build_architecture(env, candidates[k % len(candidates)]['vector'], trajectory_seed(seed, index), index)
     return out
 
 def search_and_rescore(env, agent: SearchAgent, trajectories: int = 100, rescore: int = 0, repeats: int = 2,
