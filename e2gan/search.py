@@ -241,7 +241,9 @@ def _learn_as_trajectories_arrive(cfg: SearchConfig, pool: WorkerPool, agent, ru
             while free and todo:
                 i, w = todo.popleft(), free.popleft()
                 pending[pool.run(w, i, explore(i), cfg.seed, policy, learned)] = (i, w)
-        finished = wait(list(pending) + list(starting), return_when=FIRST_COMPLETED).done
+        finished = set()
+        while not finished:     # a timed wait: the main thread wakes up for Ctrl-C even when another thread got the signal
+            finished = wait(list(pending) + list(starting), timeout=1.0, return_when=FIRST_COMPLETED).done
         for f in [f for f in finished if f in starting]:
             free.append(starting.pop(f)); f.result()          # an environment that cannot be built is not retried
         for f in sorted((f for f in finished if f in pending), key=lambda f: pending[f][0])[:1]:   # one at a time, as in Algorithm 1
