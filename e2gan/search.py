@@ -4,7 +4,8 @@
 
 # %% ../nbs/13_search.ipynb #65a59932
 from __future__ import annotations
-import dataclasses, functools, json, os, sys, time
+import dataclasses, functools, json, os, signal, sys, threading, time
+from contextlib import contextmanager
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from types import SimpleNamespace
@@ -218,6 +219,20 @@ def run_search(out_dir: str | os.PathLike, config: SearchConfig | None = None, e
     finally: run.close()
     return _write_results(out, cfg, agent, env, records, totals)
 
+# %% ../nbs/13_search.ipynb #b1c525c4
+_interrupted = threading.Event()
+
+@contextmanager
+def _remember_ctrl_c():
+    "Ctrl-C raises KeyboardInterrupt as always and is also remembered: Ray's blocking calls check signals themselves and may swallow one."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    previous, _ = signal.getsignal(signal.SIGINT), _interrupted.clear()
+    def on_ctrl_c(signum, frame):
+        _interrupted.set(); signal.default_int_handler(signum, frame)
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try: yield
+    finally: signal.signal(signal.SIGINT, previous)
+
 # %% ../nbs/13_search.ipynb #0d9d244d
 def _learn_as_trajectories_arrive(cfg: SearchConfig, pool: WorkerPool, agent, run: RunLog, stop_after: int | None,
                                   max_tries: int, workers: int, note: Callable[[str], None]) -> None:
@@ -242,7 +257,8 @@ def _learn_as_trajectories_arrive(cfg: SearchConfig, pool: WorkerPool, agent, ru
                 i, w = todo.popleft(), free.popleft()
                 pending[pool.run(w, i, explore(i), cfg.seed, policy, learned)] = (i, w)
         finished = set()
-        while not finished:     # a timed wait: the main thread wakes up for Ctrl-C even when another thread got the signal
+        while not finished:     # a timed wait, so that a Ctrl-C another layer swallowed is still seen (`_interrupted`)
+            if _interrupted.is_set(): raise KeyboardInterrupt
             finished = wait(list(pending) + list(starting), timeout=1.0, return_when=FIRST_COMPLETED).done
         for f in [f for f in finished if f in starting]:
             free.append(starting.pop(f)); f.result()          # an environment that cannot be built is not retried
@@ -307,8 +323,9 @@ def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Ca
         _, records, totals = _open_run(out, cfg_dict, agent, resume)
         (out / 'config.json').write_text(json.dumps(cfg_dict, indent=2))
         run = RunLog(out, cfg, cfg_dict, agent, records, totals, progress, desc=f'search ({workers} workers)')
-        _learn_as_trajectories_arrive(cfg, pool, agent, run, stop_after, max_tries, workers,
-                                      note=lambda msg: tqdm.write(msg, file=sys.stderr))
+        with _remember_ctrl_c():
+            _learn_as_trajectories_arrive(cfg, pool, agent, run, stop_after, max_tries, workers,
+                                          note=lambda msg: tqdm.write(msg, file=sys.stderr))
     finally:
         if run is not None: run.close()
         if own_pool and pool is not None: pool.close()
