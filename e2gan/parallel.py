@@ -165,12 +165,6 @@ class WorkerPool:
 
     def __len__(self) -> int: return len(self.actors)
 
-    @property
-    def infos(self) -> list[dict]:
-        "Every worker's `info()`, once all environments are built (raises what building one raised)."
-        try: return [f.result() for f in self.ready]
-        except BaseException: self.close(); raise
-
 # %% ../nbs/12_parallel.ipynb #6370c31e
 @patch
 def run(self: WorkerPool, worker: int, index: int, explore: bool, seed: int | None, policy_state: dict, policy_version: int) -> Future:
