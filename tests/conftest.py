@@ -1,5 +1,12 @@
 "Shared test settings: one torch thread per process, one cache (classifier weights, reference statistics) per session."
-import os, tempfile
+import os, sys, tempfile
+from pathlib import Path
+
+# The checkout under test, never another installed copy: its root goes first on the path of this process and, through
+# PYTHONPATH, of every subprocess (notebooks, the CLI, Ray workers).
+ROOT = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, ROOT)
+os.environ['PYTHONPATH'] = os.pathsep.join([ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p and p != ROOT])
 
 # Small convolutions on two shared cores run several times faster on one thread each than on two that contend;
 # set before torch is imported (notebook subprocesses inherit it through the environment).

@@ -9,7 +9,9 @@ NOTEBOOKS = sorted(p.name for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
 def test_notebook_runs(name):
+    # the notebooks import the checkout under test (conftest puts it first on PYTHONPATH), not whatever is installed
     env = dict(os.environ, MPLBACKEND='Agg')
+    assert env['PYTHONPATH'].split(os.pathsep)[0] == str(NBS.parent)
     code = ('import sys; from pathlib import Path; from nbdev.test import test_nb; '
             "ok, _ = test_nb(Path(sys.argv[1]), skip_flags=['notest', 'slow'], do_print=True); sys.exit(0 if ok else 1)")
     res = subprocess.run([sys.executable, '-c', code, str(NBS / name)],
