@@ -17,7 +17,7 @@ from .searchspace import ARCH_PRESETS, parse_arch
 from .models import RETRAIN_WIDTHS, Generator, Discriminator, count_parameters
 from .data import DATASETS, DEFAULT_SIZES, ImageDataset, load_dataset, to_float, to_uint8, image_grid
 from .metrics import BACKENDS, Evaluator, NonFiniteImagesError, Scores
-from .training import DDP_TIMEOUT, GanConfig, GanTrainer, dist_world
+from .training import DDP_TIMEOUT, DIVERGED_LOSS, GanConfig, GanTrainer, dist_world
 
 # %% auto #0
 __all__ = ['RETRAIN_PRESETS', 'CHECKPOINT_KIND', 'SAMPLE_SEED', 'RetrainConfig', 'make_config', 'read_search_result',
@@ -168,7 +168,7 @@ CHECKPOINT_KIND = 'e2gan-retrain'
 SAMPLE_SEED = 0
 
 class TrainingDiverged(RuntimeError):
-    "A loss or the generator's images became NaN or infinite; the last good checkpoint is kept."
+    "The losses left the range of a healthy GAN (`has_diverged`) or the images became NaN; the last good checkpoint is kept."
 
 def load_training_data(config: RetrainConfig) -> ImageDataset:
     "The run's real images at its resolution (uint8, on the CPU)."
@@ -376,7 +376,7 @@ def _run(config: RetrainConfig, out: Path, ck: dict | None, progress: bool, stop
         for epoch in range(start_epoch + 1, config.epochs + 1):
             steps.reset()
             stats = trainer.train_epoch(images, stage=None, progress=lambda b, n: steps.update())
-            if stats.diverged: raise TrainingDiverged(f'the losses became NaN or infinite in epoch {epoch}; last good checkpoint: {last_path}')
+            if stats.diverged: raise TrainingDiverged(f'the losses became NaN, infinite or larger than {DIVERGED_LOSS:g} in epoch {epoch}; last good checkpoint: {last_path}')
             if main:
                 writer.add_scalar('loss/d', stats.d_loss, epoch); writer.add_scalar('loss/g', stats.g_loss, epoch)
                 writer.add_scalar('lr/g', trainer.g_opt.param_groups[0]['lr'], epoch)
