@@ -180,7 +180,7 @@ class GanTrainer:
         d = self.config.ema_decay
         return min(d, (1 + self.g_steps) / (10 + self.g_steps)) if self.config.ema_warmup else d
 
-# %% ../nbs/05_training.ipynb #6a3e4487
+# %% ../nbs/05_training.ipynb #c70243fb
 DIVERGED_LOSS = 1e4     # |mean hinge loss| of an epoch beyond which training has diverged (see the bound above)
 
 def has_diverged(d_loss: float, g_loss: float) -> bool:

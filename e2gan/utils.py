@@ -214,7 +214,7 @@ def load_checkpoint(path: str | os.PathLike, map_location='cpu', required: tuple
     if missing: raise CheckpointError(f'{path} lacks {", ".join(missing)}: it is not {expected}')
     return obj
 
-# %% ../nbs/00_utils.ipynb #d20fbea7
+# %% ../nbs/00_utils.ipynb #a821297f
 RUN_FILES = {'search': 'search.jsonl', 'training': 'last.pt'}   # the file that marks a folder as holding that kind of run
 
 def check_out_path(path: str | os.PathLike, file: bool = False, option: str = '--out') -> Path:

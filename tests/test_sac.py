@@ -337,3 +337,19 @@ def test_running_normalisation_and_reward_scale_are_the_sample_statistics(env_fa
     np.testing.assert_allclose((agent.norm.m2 / (agent.norm.count - 1)).numpy(), obs.var(0, ddof=1), rtol=1e-7, atol=1e-9)
     rewards = agent.buffer.data['reward'][:n].double().numpy()
     assert float(agent.reward_scale()) == pytest.approx(np.std(rewards, ddof=1), rel=1e-5)
+
+
+def test_option_values_read_the_depth_from_the_raw_observation(env_factory):
+    "With observation normalisation on, the depth (entry 0) must be read before normalising: beliefs at depth t are Q at depth t."
+    agent, _ = filled('sac-categorical', env_factory)
+    obs = next(o for o in agent.buffer.data['obs'][:len(agent.buffer)].numpy() if o[0] == 2)   # the third cell's state
+    depth = 2
+    o = agent._obs(obs)
+    with torch.no_grad():
+        q = torch.min(agent.q1.q_all(o, torch.tensor([depth])), agent.q2.q_all(o, torch.tensor([depth])))[0]
+    values = agent.option_values(obs)
+    assert abs(float(o[0, 0]) - depth) > 0.5                               # normalising moved entry 0 away from the depth
+    greedy = [int(lp[0].argmax()) for lp in agent.actor(o)]
+    joint = joint_actions(HEADS).tolist()
+    for k in range(HEADS[0]):                                              # head 0's options, the other heads greedy
+        assert float(values[0][k]) == pytest.approx(float(q[joint.index([k] + greedy[1:])]), abs=1e-5)
