@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import torch
-from .utils import default_device
+from .utils import default_device, run_kind
 from .searchspace import Architecture, parse_arch
 from .models import RETRAIN_WIDTHS, SEARCH_WIDTHS, Generator
 from .data import ImageDataset, load_dataset, to_float
@@ -359,7 +359,7 @@ def _proxy_run(out: Path, cfg, seeds: Sequence[int], env=None, device=None) -> d
     summary_path = run_dir / 'summary.json'
     summary, get_env = json.loads(summary_path.read_text()) if summary_path.exists() else None, _env_at_need(env, cfg.proxy, device)
     if summary is None or not summary['finished']:
-        summary = run_search(run_dir, cfg, env=get_env(), resume=True, progress=False)
+        summary = run_search(run_dir, cfg, env=get_env(), resume=run_kind(run_dir) == 'search', progress=False)
     if summary['best'] is None: return dict(summary=summary, rescores=[])
     vector = summary['best']['vector']
     rescores = rescore_architecture(cfg.proxy, vector, seeds, out / 'rescores' / f'{_arch_key(vector)}.json', env=get_env)
