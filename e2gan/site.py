@@ -357,10 +357,13 @@ def build_site(out: str | Path, edition: str = 'teacher', nbs: str | Path | None
         stage, warnings = Path(tmp) / 'src', Path(tmp) / 'warnings.txt'
         stage.mkdir()
         pages = stage_site(stage, edition, nbs)
-        if out.exists(): shutil.rmtree(out)     # a previous build: start clean, so no page of an earlier edition survives
-        rc = build_main(['-b', 'html', '-q', '-j', '1', '-w', str(warnings), '-d', str(Path(tmp) / 'doctrees'), str(stage), str(out)])
+        # built beside the stage, then copied: myst-nb writes its image files next to the output folder
+        html = Path(tmp) / 'html'
+        rc = build_main(['-b', 'html', '-q', '-j', '1', '-w', str(warnings), '-d', str(Path(tmp) / 'doctrees'), str(stage), str(html)])
         text = warnings.read_text() if warnings.exists() else ''
-    if rc != 0: raise RuntimeError(f'Sphinx failed (exit {rc}):\n{text[-3000:]}')
+        if rc != 0: raise RuntimeError(f'Sphinx failed (exit {rc}):\n{text[-3000:]}')
+        if out.exists(): shutil.rmtree(out)     # a previous build: start clean, so no page of another edition survives
+        shutil.copytree(html, out)
     found = [l for l in text.splitlines() if 'WARNING' in l or 'ERROR' in l]
     if log:
         for line in found: log(line)

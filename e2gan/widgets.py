@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_widgets.ipynb #3818c733
 from __future__ import annotations
-import base64, copy, html, io, json, socket, subprocess, sys, tempfile, threading, time, traceback
+import base64, copy, html, io, json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, traceback
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
@@ -24,9 +24,9 @@ from .loop import end_trajectory, take_step, trajectory_seed, wrap_env
 from .search import search_config
 
 # %% auto #0
-__all__ = ['VALUE_LABELS', 'png_bytes', 'figure_png', 'stage_scale', 'samples_png', 'arch_diagram_svg', 'metrics_figure',
-           'state_figure', 'beliefs_html', 'StepObserver', 'tiny_shapes_config', 'SearchStepper', 'static_html',
-           'step_page_notebook', 'serve_step_page']
+__all__ = ['VALUE_LABELS', 'PAGE_TEMPLATE', 'png_bytes', 'figure_png', 'stage_scale', 'samples_png', 'arch_diagram_svg',
+           'metrics_figure', 'state_figure', 'beliefs_html', 'StepObserver', 'tiny_shapes_config', 'SearchStepper',
+           'static_html', 'step_page_notebook', 'offline_voila_template', 'serve_step_page']
 
 # %% ../nbs/17_widgets.ipynb #d9be3854
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -538,9 +538,25 @@ def step_page_notebook(surrogate: bool = True, dataset: str = 'shapes', agent: s
     return dict(nbformat=4, nbformat_minor=5, cells=[dict(c, id=f'step{i}') for i, c in enumerate(cells)],
                 metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python')))
 
+def _interrupt(signum, frame): raise KeyboardInterrupt
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+PAGE_TEMPLATE = 'e2gan-page'
+_REMOTE = re.compile(r'^.*<(link|script)\b[^>]*(href|src)="https?://.*$\n?', re.M)
+
+def offline_voila_template(root: Path) -> str:
+    "Voila's lab template without the stylesheets it loads from a CDN (the widgets bundle their own), under `root`."
+    from jupyter_core.paths import jupyter_path
+    lab = next(Path(d) / 'voila' / 'templates' / 'lab' / 'index.html.j2' for d in jupyter_path()
+               if (Path(d) / 'voila' / 'templates' / 'lab' / 'index.html.j2').exists())
+    dest = root / 'voila' / 'templates' / PAGE_TEMPLATE
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / 'conf.json').write_text(json.dumps(dict(base_template='lab')))
+    (dest / 'index.html.j2').write_text(_REMOTE.sub('', lab.read_text()))
+    return PAGE_TEMPLATE
 
 def serve_step_page(notebook: dict, port: int = 8866, log: Callable[[str], None] = print, timeout: float = 120) -> int:
     "Serve `notebook` with Voila on 127.0.0.1:`port` (0: any free port) until Ctrl-C; print its URL; returns an exit code."
@@ -550,10 +566,15 @@ def serve_step_page(notebook: dict, port: int = 8866, log: Callable[[str], None]
     with tempfile.TemporaryDirectory(prefix='e2gan-step-') as tmp:
         path, logfile = Path(tmp) / 'e2gan-step.ipynb', Path(tmp) / 'voila.log'
         path.write_text(json.dumps(notebook, indent=1))
+        template = offline_voila_template(Path(tmp) / 'jupyter')
+        env = dict(os.environ, JUPYTER_PATH=os.pathsep.join([str(Path(tmp) / 'jupyter'), os.environ.get('JUPYTER_PATH', '')]).rstrip(os.pathsep))
         cmd = [sys.executable, '-m', 'voila', str(path), '--no-browser', '--Voila.ip=127.0.0.1', f'--port={port}',
-               '--Voila.port_retries=0', '--strip_sources=True', '--show_tracebacks=True']
-        with open(logfile, 'w') as out:   # its own session: Ctrl-C reaches this process, which then stops Voila and its kernel
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True)
+               '--Voila.port_retries=0', '--strip_sources=True', '--show_tracebacks=True', f'--template={template}']
+        # Ctrl-C (or SIGTERM) reaches this process alone (Voila runs in a session of its own), which then stops Voila, and
+        # Voila its kernel; also where the shell started this process with SIGINT ignored, as background jobs are
+        handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        with open(logfile, 'w') as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=env, start_new_session=True)
         url = f'http://127.0.0.1:{port}/'
         try:
             deadline = time.monotonic() + timeout
@@ -575,3 +596,4 @@ def serve_step_page(notebook: dict, port: int = 8866, log: Callable[[str], None]
                 proc.terminate()
                 try: proc.wait(15)
                 except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)
+            for s, h in handlers.items(): signal.signal(s, h)
