@@ -137,9 +137,12 @@ def api_page(path: Path, notebook: str | None) -> str:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             lines.append(_directive('function', name + _signature(node), _doc(node), module))
         elif isinstance(node, ast.ClassDef):
-            methods = [(n, 'method') for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                       and not n.name.startswith('_')] + [m for m in patched.get(name, []) if not m[0].name.startswith('_')]
-            inner = ''.join(_directive(kind, m.name + ('' if kind == 'property' else _signature(m, drop_first=True)),
+            decorators = lambda f: {ast.unparse(d) for d in f.decorator_list}
+            methods = [(n, 'staticmethod' if 'staticmethod' in decorators(n) else 'classmethod' if 'classmethod' in decorators(n)
+                        else 'property' if 'property' in decorators(n) else 'method')
+                       for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and not n.name.startswith('_')]
+            methods += [m for m in patched.get(name, []) if not m[0].name.startswith('_')]
+            inner = ''.join(_directive(kind, m.name + ('' if kind == 'property' else _signature(m, drop_first=kind != 'staticmethod')),
                                        _doc(m), module) for m, kind in methods)
             bases = ', '.join(ast.unparse(b) for b in node.bases)
             lines.append(_directive('class', name + _class_signature(node), (f'Bases: `{bases}`\n\n' if bases else '') + _doc(node) + '\n\n' + inner,
@@ -153,7 +156,8 @@ def api_pages(nbs: Path, lib: Path) -> dict[str, str]:
     "The API reference: `{page name: MyST text}`, one page per module in pipeline order, and an index."
     pages, names = {}, []
     for nb in module_notebooks(nbs):
-        m = re.search(r'#\|\s*default_exp\s+(\S+)', nb.read_text(encoding='utf-8'))
+        sources = (''.join(c['source']) for c in json.loads(nb.read_text(encoding='utf-8'))['cells'])
+        m = next(filter(None, (re.match(r'#\|\s*default_exp\s+(\S+)', s) for s in sources)), None)
         if m and (lib / f'{m.group(1)}.py').exists():
             pages[m.group(1)] = api_page(lib / f'{m.group(1)}.py', nb.stem); names.append(m.group(1))
     toc = '\n'.join(names)
