@@ -4,7 +4,7 @@
 
 # %% ../nbs/17b_site.ipynb #b9b421e5
 from __future__ import annotations
-import ast, copy, hashlib, json, os, re, shutil, sys, tempfile, time
+import ast, copy, hashlib, json, os, re, shutil, tempfile, time
 from pathlib import Path
 
 # %% auto #0
@@ -59,7 +59,8 @@ def answer_flags(cells: list[dict]) -> list[tuple[dict, bool]]:
                 if ''.join(lines[start:i]).strip():
                     out.append((dict(cell, id=_cell_id(cell, part), source=''.join(lines[start:i]).rstrip('\n')), inside)); part += 1
                 start, inside = i, opens
-        if ''.join(lines[start:]).strip():
+        if part == 0 and start == 0: out.append((cell, inside))        # not split: the cell as it is
+        elif ''.join(lines[start:]).strip():
             out.append((dict(cell, id=_cell_id(cell, part), source=''.join(lines[start:])), inside))
     return out
 

@@ -88,7 +88,7 @@ def test_every_lesson_marks_its_answers_once_after_its_exercises():
         nb = json.loads(path.read_text())
         flags = answer_flags(nb['cells'])
         answers = [c for c, a in flags if a]
-        assert answers and ANSWERS.match(answers[0]['source'].splitlines()[0]), f'{path.name}: no "## Answers" section'
+        assert answers and ANSWERS.match(''.join(answers[0]['source']).splitlines()[0]), f'{path.name}: no "## Answers" section'
         before = '\n'.join(''.join(c['source']) for c, a in flags[:flags.index((answers[0], True))])
         assert '## Exercises' in before, f'{path.name}: the answers do not follow an "## Exercises" section'
         assert answer_code_lines(nb), f'{path.name}: the answers hold no code of their own (nothing for the tests to look for)'
