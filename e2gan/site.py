@@ -8,9 +8,10 @@ import ast, copy, hashlib, json, os, re, shutil, tempfile, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EDITIONS', 'ANSWERS', 'H2', 'KATEX_DIRS', 'KATEX_LOADER', 'SITE_CSS', 'DIRECTIVE', 'CONF', 'SiteError', 'find_nbs',
-           'lessons', 'module_notebooks', 'answer_flags', 'student_notebook', 'write_student_notebooks', 'api_page',
-           'api_pages', 'katex_dir', 'site_cells', 'lesson_times', 'run_box', 'toc_cell', 'stage_site', 'build_site']
+__all__ = ['EDITIONS', 'ANSWERS', 'H2', 'KATEX_DIRS', 'KATEX_LOADER', 'SITE_CSS', 'DIRECTIVE', 'WIDGET_VIEW', 'CONF', 'SiteError',
+           'find_nbs', 'lessons', 'module_notebooks', 'answer_flags', 'student_notebook', 'write_student_notebooks',
+           'api_page', 'api_pages', 'katex_dir', 'site_cells', 'lesson_times', 'run_box', 'toc_cell', 'stage_site',
+           'build_site']
 
 # %% ../nbs/17b_site.ipynb #6aba62a8
 EDITIONS = ('teacher', 'student')
@@ -224,7 +225,17 @@ def _site_cell(cell: dict) -> dict | None:
     if 'hide' in flags or (not cell.get('outputs') and all(DIRECTIVE.match(l) or not l.strip() for l in lines)): return None
     tags = (['remove-input'] if 'echo: false' in flags else []) + (['remove-output'] if 'output: false' in flags else [])
     meta = dict(cell.get('metadata', {}), **({'tags': tags} if tags else {}))
-    return dict(cell, source='\n'.join(l for l in lines if not DIRECTIVE.match(l)).strip('\n'), metadata=meta)
+    return dict(cell, source='\n'.join(l for l in lines if not DIRECTIVE.match(l)).strip('\n'), metadata=meta,
+                outputs=[_static_output(o) for o in cell.get('outputs', [])])
+
+WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json'
+
+def _static_output(out: dict) -> dict:
+    "A stored widget without a static view of its own (see `SearchStepper`'s snapshot) says what it is, not `VBox(...)`."
+    data = out.get('data', {})
+    if WIDGET_VIEW not in data or 'text/html' in data: return out
+    return dict(out, data={'text/html': '<p class="e2gan-widget-note"><i>An interactive widget is displayed here when the '
+                                        'notebook runs.</i></p>'})
 
 def _markdown(source: str, cell_id: str) -> dict:
     return dict(cell_type='markdown', id=cell_id, metadata={}, source=source)
@@ -287,7 +298,7 @@ copyright = {copyright!r}
 extensions = ['myst_nb']
 nb_execution_mode = 'off'                        # the stored outputs are the page; nothing is run
 nb_ipywidgets_js = {{}}                            # no widget manager from a CDN: widgets show their static snapshot
-nb_mime_priority_overrides = [('html', 'application/vnd.jupyter.widget-view+json', None)]
+nb_mime_priority_overrides = [('html', {WIDGET_VIEW!r}, None)]
 myst_enable_extensions = ['dollarmath', 'amsmath']
 myst_update_mathjax = False
 mathjax_path = 'katex/e2gan-katex.js'            # renders the math with the local KaTeX (see e2gan.site.KATEX_LOADER)
@@ -343,7 +354,8 @@ def stage_site(stage: Path, edition: str = 'teacher', nbs: str | Path | None = N
     s = _settings(nbs)
     notice = ('Student edition: the lessons without their worked answers.' if edition == 'student'
               else "Teacher edition: each lesson's worked answers are folded under its exercises.")
-    (stage / 'conf.py').write_text(CONF.format(**s, html_title=f"{s['title']} course ({edition} edition)", announcement=notice))
+    (stage / 'conf.py').write_text(CONF.format(**s, html_title=f"{s['title']} course ({edition} edition)", announcement=notice,
+                                               WIDGET_VIEW=WIDGET_VIEW))
     return pages
 
 # %% ../nbs/17b_site.ipynb #f0c47731
