@@ -72,12 +72,17 @@ def page(site: Path, name: str) -> Page: return Page((site / name).read_text(enc
 def squash(s: str) -> str: return re.sub(r'\s+', ' ', s).strip()
 
 
-def answer_code_lines(nb: dict) -> list[str]:
-    "Lines of the answers' code that appear nowhere else in the notebook (so finding one on a page means an answer is there)."
+PLAIN = re.compile(r"^[A-Za-z0-9 ,.;:()?!]+$")     # prose a page shows letter for letter (no markup, no quotes to curl)
+
+
+def answer_lines(nb: dict) -> list[str]:
+    """Lines of the answers that appear nowhere else in the notebook, so that finding one on a page means an answer is
+    there: lines of their code, and lines of their prose without markup."""
     flags = answer_flags(nb['cells'])
-    elsewhere = '\n'.join(''.join(c['source']) for c, a in flags if not a)
-    lines = {squash(l) for c, a in flags if a and c['cell_type'] == 'code' for l in ''.join(c['source']).splitlines()}
-    return sorted(l for l in lines if len(l) > 25 and not l.startswith('#|') and l not in squash(elsewhere))
+    elsewhere = squash('\n'.join(''.join(c['source']) for c, a in flags if not a))
+    lines = {(c['cell_type'], squash(l)) for c, a in flags if a for l in ''.join(c['source']).splitlines()}
+    return sorted(l for kind, l in lines if len(l) > 25 and l not in elsewhere and not l.startswith('#')
+                  and (kind == 'code' or PLAIN.match(l)))
 
 
 # ---- marking the answers ----
@@ -91,7 +96,7 @@ def test_every_lesson_marks_its_answers_once_after_its_exercises():
         assert answers and ANSWERS.match(''.join(answers[0]['source']).splitlines()[0]), f'{path.name}: no "## Answers" section'
         before = '\n'.join(''.join(c['source']) for c, a in flags[:flags.index((answers[0], True))])
         assert '## Exercises' in before, f'{path.name}: the answers do not follow an "## Exercises" section'
-        assert answer_code_lines(nb), f'{path.name}: the answers hold no code of their own (nothing for the tests to look for)'
+        assert answer_lines(nb), f'{path.name}: nothing in the answers for the tests to look for'
 
 
 def test_answers_run_from_the_heading_to_the_next_heading_and_a_shared_cell_is_split():
@@ -147,7 +152,7 @@ def test_student_edition_holds_no_answer_and_teacher_edition_folds_them():
     teacher, student = built('teacher'), built('student')
     for path in lessons(NBS):
         nb, name = json.loads(path.read_text()), f'{path.stem}.html'
-        lines, t, s = answer_code_lines(nb), page(teacher, name), page(student, name)
+        lines, t, s = answer_lines(nb), page(teacher, name), page(student, name)
         assert [l for l in lines if l in squash(s.text)] == [], f'{name}: answers in the student edition'
         assert [l for l in lines if l not in squash(t.folded)] == [], f'{name}: answers not folded in the teacher edition'
         assert 'Exercises' in s.text and 'Show the worked answers' not in s.text
