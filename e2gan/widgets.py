@@ -563,6 +563,9 @@ def serve_step_page(notebook: dict, port: int = 8866, log: Callable[[str], None]
     try: import voila  # noqa: F401
     except ImportError: raise ValueError('the page needs Voila: pip install -e ".[docs]"') from None
     port = port or _free_port()
+    try:
+        with socket.socket() as s: s.bind(('127.0.0.1', port))
+    except OSError: raise ValueError(f'port {port} on 127.0.0.1 is in use: choose another with --port (0: any free port)') from None
     with tempfile.TemporaryDirectory(prefix='e2gan-step-') as tmp:
         path, logfile = Path(tmp) / 'e2gan-step.ipynb', Path(tmp) / 'voila.log'
         path.write_text(json.dumps(notebook, indent=1))
@@ -572,11 +575,10 @@ def serve_step_page(notebook: dict, port: int = 8866, log: Callable[[str], None]
                '--Voila.port_retries=0', '--strip_sources=True', '--show_tracebacks=True', f'--template={template}']
         # Ctrl-C (or SIGTERM) reaches this process alone (Voila runs in a session of its own), which then stops Voila, and
         # Voila its kernel; also where the shell started this process with SIGINT ignored, as background jobs are
-        handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-        with open(logfile, 'w') as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=env, start_new_session=True)
-        url = f'http://127.0.0.1:{port}/'
+        handlers, proc = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}, None
         try:
+            with open(logfile, 'w') as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=env, start_new_session=True)
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None: raise RuntimeError(f'Voila exited ({proc.returncode}):\n{logfile.read_text()[-2000:]}')
@@ -585,14 +587,14 @@ def serve_step_page(notebook: dict, port: int = 8866, log: Callable[[str], None]
                 except OSError:
                     if time.monotonic() > deadline: raise TimeoutError(f'Voila did not listen on port {port} within {timeout:.0f} s')
                     time.sleep(0.3)
-            log(f'the stepping widget is served at {url} (127.0.0.1 only); Ctrl-C stops it')
-            proc.wait()
+            log(f'the stepping widget is served at http://127.0.0.1:{port}/ (127.0.0.1 only); Ctrl-C stops it')
+            if proc.wait(): log(f'Voila exited ({proc.returncode}):\n{logfile.read_text()[-2000:]}')
             return proc.returncode
         except KeyboardInterrupt:
             log('stopping the page')
             return 0
         finally:
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try: proc.wait(15)
                 except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)

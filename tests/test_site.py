@@ -241,7 +241,7 @@ def test_step_page_notebook_and_its_template_load_nothing_from_another_host(tmp_
     assert not re.search(r'<(link|script)\b[^>]*(href|src)="https?://', text) and 'extends' in text
 
 
-def test_site_command_says_what_it_needs():
+def test_site_and_step_commands_say_what_they_need():
     res = subprocess.run([sys.executable, '-m', 'e2gan.cli', 'site'], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.strip().count('\n') == 0 and '--out' in res.stderr
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,3 +249,10 @@ def test_site_command_says_what_it_needs():
         res = subprocess.run([sys.executable, '-m', 'e2gan.cli', 'site', '--out', tmp], cwd=ROOT, capture_output=True, text=True, timeout=120)
         if 'docs extra' not in res.stderr:
             assert res.returncode == 2 and 'is not an e2gan site' in res.stderr and (Path(tmp) / 'mine.txt').exists()
+    pytest.importorskip('voila')
+    import socket
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0)); taken.listen()
+        res = subprocess.run([sys.executable, '-m', 'e2gan.cli', 'step', '--surrogate', '--port', str(taken.getsockname()[1])],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and 'is in use' in res.stderr and res.stderr.strip().count('\n') == 0
