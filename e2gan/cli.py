@@ -106,8 +106,12 @@ def add_parallel_arguments(p, workers_help: str) -> None:
 # %% ../nbs/18_cli.ipynb #eff3a831
 def cmd_train(args) -> int:
     from e2gan.retrain import train_from_options
+    import warnings
+    from e2gan.retrain import UntrainedBetterWarning
     if getattr(args, 'nproc', None) and args.nproc > 1: return _train_in_processes(args)
-    summary = train_from_options(args.out, progress=not args.quiet, **_train_options(args))
+    with warnings.catch_warnings():       # the summary's notes say it, as one line each, below
+        warnings.simplefilter('ignore', UntrainedBetterWarning)
+        summary = train_from_options(args.out, progress=not args.quiet, **_train_options(args))
     if int(os.environ.get('RANK', 0)) != 0: return 0        # under a launcher, rank 0 speaks for the run
     print(json.dumps(summary, indent=2, default=str))
     for note in summary.get('notes', []): print(f'note: {note}', file=sys.stderr)
@@ -115,7 +119,7 @@ def cmd_train(args) -> int:
 
 def _train_options(args) -> dict:
     "The keyword arguments of `config_from_options` that `e2gan train`'s options give."
-    return dict(arch=args.arch, arch_preset=args.arch_preset, from_search=args.from_search, rank=args.rank, dataset=args.dataset,
+    return dict(arch=' '.join(args.arch) if args.arch else None, arch_preset=args.arch_preset, from_search=args.from_search, rank=args.rank, dataset=args.dataset,
                 preset=args.preset, resume=args.resume, epochs=args.epochs, device=args.device, data_root=args.data_root,
                 data_path=args.data_path, gf_dim=args.gf_dim, df_dim=args.df_dim, latent_dim=args.latent_dim,
                 bottom_width=args.bottom_width, num_images=args.num_images, backend=args.backend, eval_every=args.eval_every,
@@ -153,7 +157,7 @@ def add_train_arguments(p) -> None:
     from e2gan.data import DATASETS
     from e2gan.retrain import RETRAIN_PRESETS
     src = p.add_mutually_exclusive_group()
-    src.add_argument('--arch', help='arch vector, quoted: "0 1 0 1 0 1 2 1 0 0 1 0 1 2"')
+    src.add_argument('--arch', nargs='+', help='a preset name or the arch vector: 0 1 0 1 0 1 2 1 0 0 1 0 1 2 (quoted or not)')
     src.add_argument('--arch-preset', choices=list(ARCH_PRESETS))
     src.add_argument('--from-search', help='a search output folder (its best_archs.json)')
     p.add_argument('--rank', type=int, default=1, help='with --from-search: which of the best architectures (1 = best)')

@@ -474,8 +474,8 @@ class Evaluator:
                  verbose: bool = False, fid_stats: str | os.PathLike | None = None, precision: str = 'float32'):
         if backend not in BACKENDS: raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
         if resolution < 4: raise ValueError(f'resolution must be at least 4, got {resolution}')
-        if not 1 <= splits <= num_images: raise ValueError(f'splits must be in 1..num_images ({num_images}), got {splits}')
         if num_images < 2: raise ValueError(f'num_images must be at least 2 (FID needs a covariance), got {num_images}')
+        if not 1 <= splits <= num_images: raise ValueError(f'splits must be in 1..num_images ({num_images}), got {splits}')
         if batch_size < 1: raise ValueError(f'batch_size must be positive, got {batch_size}')
         if precision not in PRECISIONS: raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
         self.reference, self.resolution, self.num_images, self.splits = reference, resolution, num_images, splits

@@ -17,9 +17,9 @@ from .agents import ReinforceAgent, make_agent
 from .loop import run_trajectory, trajectory_seed
 
 # %% auto #0
-__all__ = ['MAX_TRIES', 'init_ray', 'acting_seed', 'seed_acting', 'ActingAgent', 'EnvWorker', 'learn_from_trajectory',
-           'reinforce_batch_update', 'learn_from_batch', 'check_resources', 'WorkerPool', 'parallel_summary',
-           'parallel_map']
+__all__ = ['MAX_TRIES', 'init_ray', 'check_cluster_answers', 'acting_seed', 'seed_acting', 'ActingAgent', 'EnvWorker',
+           'learn_from_trajectory', 'reinforce_batch_update', 'learn_from_batch', 'check_resources', 'WorkerPool',
+           'parallel_summary', 'parallel_map']
 
 # %% ../nbs/12_parallel.ipynb #aad9be80
 MAX_TRIES = 3          # a trajectory whose worker fails this many times is recorded as failed
@@ -45,8 +45,23 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
         if ip != '127.0.0.1':
             ray.shutdown()
             raise RuntimeError(f'the local Ray instance bound to {ip}, not 127.0.0.1; refusing to run where the network could reach it')
-    else: ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        check_cluster_answers(address)
+        try: ray.init(address=address, logging_level=logging.WARNING)
+        except ConnectionError as e: raise ValueError(f'{_no_cluster(address)} ({str(e).splitlines()[0][:160]})') from None
     return True
+
+def _no_cluster(address: str) -> str:
+    return (f'no Ray cluster answers at {address}: start one there (`ray start --head` on that machine), '
+            f'or leave out --ray-address for a local instance')
+
+def check_cluster_answers(address: str, timeout: float = 5.0) -> None:
+    "A one-line `ValueError` at once when nothing listens at a HOST:PORT (or ray://HOST:PORT) address: Ray itself retries for minutes."
+    import socket
+    host, sep, port = address.removeprefix('ray://').rpartition(':')
+    if not sep or not port.isdigit(): return                    # 'auto' and other forms: Ray resolves them itself
+    try: socket.create_connection((host.strip('[]'), int(port)), timeout=timeout).close()
+    except OSError as e: raise ValueError(f'{_no_cluster(address)} ({e.strerror or type(e).__name__})') from None
 
 # %% ../nbs/12_parallel.ipynb #f600084f
 def acting_seed(seed: int | None, index: int) -> int | None:

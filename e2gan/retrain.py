@@ -11,19 +11,21 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 from .utils import (CheckpointError, default_device, get_rng_states, load_checkpoint, restore_determinism,
-                         save_atomic, seed_everything, set_deterministic, set_rng_states)
+                         save_atomic, seed_everything, set_deterministic, set_rng_states, check_out_path, check_run_dir,
+                         open_run_dir, remove_if_created)
 from .searchspace import ARCH_PRESETS, parse_arch
 from .models import RETRAIN_WIDTHS, Generator, Discriminator, count_parameters
 from .data import DATASETS, DEFAULT_SIZES, ImageDataset, load_dataset, to_float, to_uint8, image_grid
 from .metrics import BACKENDS, Evaluator, NonFiniteImagesError, Scores
-from .training import DDP_TIMEOUT, GanConfig, GanTrainer, dist_world
+from .training import DDP_TIMEOUT, DIVERGED_LOSS, GanConfig, GanTrainer, dist_world
 
 # %% auto #0
 __all__ = ['RETRAIN_PRESETS', 'CHECKPOINT_KIND', 'SAMPLE_SEED', 'RetrainConfig', 'make_config', 'read_search_result',
            'resolve_arch', 'TrainingDiverged', 'load_training_data', 'build_models', 'make_evaluator', 'fixed_noise',
-           'generate', 'save_png', 'load_run_checkpoint', 'load_generator', 'retrain', 'WorkerFailed',
-           'distributed_env', 'init_distributed', 'free_port', 'launch', 'last_checkpoint_note', 'check_processes',
-           'evaluate_checkpoint', 'sample_grid', 'run_config', 'train_from_options', 'config_from_options']
+           'generate', 'save_png', 'load_run_checkpoint', 'load_generator', 'UntrainedBetterWarning', 'retrain',
+           'WorkerFailed', 'distributed_env', 'init_distributed', 'free_port', 'launch', 'last_checkpoint_note',
+           'check_processes', 'evaluate_checkpoint', 'sample_grid', 'run_config', 'train_from_options',
+           'config_from_options']
 
 # %% ../nbs/14_retrain.ipynb #049b0fdb
 def _retrain_gan_defaults() -> GanConfig: return GanConfig(ema_decay=0.999)
@@ -166,7 +168,7 @@ CHECKPOINT_KIND = 'e2gan-retrain'
 SAMPLE_SEED = 0
 
 class TrainingDiverged(RuntimeError):
-    "A loss or the generator's images became NaN or infinite; the last good checkpoint is kept."
+    "The losses left the range of a healthy GAN (`has_diverged`) or the images became NaN; the last good checkpoint is kept."
 
 def load_training_data(config: RetrainConfig) -> ImageDataset:
     "The run's real images at its resolution (uint8, on the CPU)."
@@ -203,12 +205,14 @@ def generate(G: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tens
     finally: G.train(was_training)
 
 def save_png(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
-    "Save uint8 images (N, C, H, W) as one grid PNG, atomically."
+    "Save uint8 images (N, C, H, W) as one grid PNG, atomically: `path` is the old file or the whole new one, never a part."
     from PIL import Image
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_out_path(path, file=True); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.tmp.png')
-    Image.fromarray(image_grid(images, nrow=nrow).numpy()).save(tmp)
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(image_grid(images, nrow=nrow).numpy()).save(tmp)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
     return path
 
 # %% ../nbs/14_retrain.ipynb #1792a048
@@ -218,7 +222,7 @@ _EXPECTED = 'a retraining checkpoint (best.pt or last.pt, written by `e2gan trai
 
 def load_run_checkpoint(path: str | os.PathLike) -> dict:
     "A retraining checkpoint, checked: its kind, its keys and its config; anything else is a `CheckpointError` saying what it is."
-    ck = load_checkpoint(path)
+    ck = load_checkpoint(path, expected=_EXPECTED)
     if any(k in ck for k in _SEARCH_KEYS):
         raise CheckpointError(f'{path} is a search checkpoint (written by `e2gan search`), not {_EXPECTED}. To train the '
                               f'architectures a search found, run `e2gan train --from-search DIR` on the search folder')
@@ -269,6 +273,9 @@ def _rewind_metrics(path: Path, epoch: int) -> None:
     lines = [l for l in path.read_text().splitlines() if l.strip() and keep(l)]
     tmp = path.with_name(path.name + '.tmp'); tmp.write_text(''.join(l + '\n' for l in lines)); os.replace(tmp, path)
 
+class UntrainedBetterWarning(UserWarning):
+    "The untrained generator scored better than every trained epoch (also in the run's `notes`, which the CLI prints)."
+
 def _untrained_warning(untrained: dict | None, best: dict | None, by: str) -> str | None:
     "A warning when the untrained generator (epoch 0) scored better than every trained epoch so far."
     if untrained is None or best is None or not _is_better(untrained, best, by): return None
@@ -281,10 +288,9 @@ def _untrained_warning(untrained: dict | None, best: dict | None, by: str) -> st
 def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
             stop_after_epoch: int | None = None, data: ImageDataset | None = None) -> dict:
     "Train `config`'s architecture from scratch in `out_dir` (or continue the run there); return a summary."
-    out = Path(out_dir).expanduser(); last_path = out / 'last.pt'
-    ck = None
-    if last_path.exists():
-        if not resume: raise FileExistsError(f'{out} already holds a run (last.pt): pass resume=True (--resume) to continue it, or another out_dir')
+    out, created = open_run_dir(out_dir, 'training', resume)
+    last_path, ck = out / 'last.pt', None
+    if resume:
         ck = load_run_checkpoint(last_path)
         if config is None: config = ck['config']
         else: _check_resumable(ck['config'], config, last_path)
@@ -292,6 +298,9 @@ def retrain(config: RetrainConfig | None, out_dir: str | os.PathLike, resume: bo
     device, started_group = init_distributed(config.device)
     before = set_deterministic(True) if config.deterministic else None
     try: return _run(config, out, ck, progress, stop_after_epoch, data, device)
+    except BaseException:
+        if dist_world()[0] == 0 and not last_path.exists(): remove_if_created(created)   # failed before its first checkpoint
+        raise
     finally:
         if before is not None: restore_determinism(before)
         if started_group: dist.destroy_process_group()
@@ -367,7 +376,7 @@ def _run(config: RetrainConfig, out: Path, ck: dict | None, progress: bool, stop
         for epoch in range(start_epoch + 1, config.epochs + 1):
             steps.reset()
             stats = trainer.train_epoch(images, stage=None, progress=lambda b, n: steps.update())
-            if stats.diverged: raise TrainingDiverged(f'the losses became NaN or infinite in epoch {epoch}; last good checkpoint: {last_path}')
+            if stats.diverged: raise TrainingDiverged(f'the losses became NaN, infinite or larger than {DIVERGED_LOSS:g} in epoch {epoch}; last good checkpoint: {last_path}')
             if main:
                 writer.add_scalar('loss/d', stats.d_loss, epoch); writer.add_scalar('loss/g', stats.g_loss, epoch)
                 writer.add_scalar('lr/g', trainer.g_opt.param_groups[0]['lr'], epoch)
@@ -380,7 +389,7 @@ def _run(config: RetrainConfig, out: Path, ck: dict | None, progress: bool, stop
         steps.close(); bar.close()
         if writer is not None: writer.close()
     warning = _untrained_warning(untrained, best, config.best_by)
-    if warning and main: warnings.warn(warning, stacklevel=3); notes.append(warning)
+    if warning and main: warnings.warn(warning, UntrainedBetterWarning, stacklevel=3); notes.append(warning)
     return dict(out_dir=str(out), epoch=epoch, epochs=config.epochs, finished=epoch >= config.epochs, best=best,
                 last_scores=scores, untrained=untrained, untrained_better=warning is not None, notes=notes,
                 last_checkpoint=str(last_path), best_checkpoint=str(best_path) if best_path.exists() else None,
@@ -484,6 +493,7 @@ def sample_grid(checkpoint: str | os.PathLike, n: int = 64, out: str | os.PathLi
                 nrow: int = 8, use_ema: bool = True, device=None) -> Path:
     "Save a grid of `n` samples of a checkpoint's generator from fixed noise (`seed`) as a PNG."
     if n < 1: raise ValueError(f'n must be >= 1, got {n}')
+    check_out_path(out, file=True)                  # before any work: a bad --out fails first
     G = load_generator(checkpoint, use_ema, device)
     return save_png(generate(G, fixed_noise(n, G.latent_dim, seed)), out, nrow=nrow)
 
@@ -505,8 +515,7 @@ def train_from_options(out_dir: str | os.PathLike, arch=None, arch_preset: str |
 def config_from_options(out_dir: str | os.PathLike, arch=None, arch_preset: str | None = None, from_search=None, rank: int = 1,
                         dataset: str | None = None, preset: str | None = None, resume: bool = False, **overrides) -> RetrainConfig:
     "The config `e2gan train` runs with (also checked by `--nproc` before it starts any process)."
-    if not resume and (Path(out_dir).expanduser() / 'last.pt').exists():
-        raise FileExistsError(f'{out_dir} already holds a run (last.pt): pass --resume to continue it, or another --out')
+    check_run_dir(out_dir, 'training', resume)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if arch is None and arch_preset is None and from_search is None:
         if not resume: raise ValueError('give the architecture: --arch VECTOR, --arch-preset NAME or --from-search DIR')

@@ -393,7 +393,8 @@ class CategoricalSAC(SACBase):
     def option_values(self, obs) -> list[np.ndarray]:
         "For each head, min of the twin critics for each of its options, the other heads at the greedy (exploitation) choice."
         o = self._obs(obs)
-        q = torch.min(self.q1.q_all(o, depth_of(o, self.n_cells)), self.q2.q_all(o, depth_of(o, self.n_cells)))[0]
+        depth = depth_of(torch.as_tensor(np.asarray(obs, dtype=np.float32))[None], self.n_cells)   # from the raw observation, not the normalised one
+        q = torch.min(self.q1.q_all(o, depth), self.q2.q_all(o, depth))[0]
         greedy = torch.stack([lp[0].argmax() for lp in self.actor(o)]).cpu()
         joint, values = joint_actions(self.head_sizes), []
         for h, n in enumerate(self.head_sizes):

@@ -13,7 +13,8 @@ from typing import Callable
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
-from .utils import save_atomic, load_checkpoint, get_rng_states, set_rng_states, CheckpointError
+from .utils import (save_atomic, load_checkpoint, get_rng_states, set_rng_states, CheckpointError, open_run_dir,
+                         remove_if_created)
 from .training import GanConfig
 from .mdp import GanSearchEnv, ProxyTaskConfig
 from .agents import AGENTS, ReinforceAgent, make_agent
@@ -120,7 +121,8 @@ def _open_run(out: Path, cfg_dict: dict, agent, resume: bool) -> tuple[int, list
     "Start a fresh run in `out`, or restore the agent and RNGs from its checkpoint; returns (next trajectory, records, totals)."
     log_path, ckpt_path = out / 'search.jsonl', out / 'checkpoint.pt'
     if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, required=('agent', 'next_trajectory', 'n_records', 'config', 'rng'))
+        ck = load_checkpoint(ckpt_path, required=('agent', 'next_trajectory', 'n_records', 'config', 'rng'),
+                             expected=f'the checkpoint.pt of an e2gan search (start a new search in another --out)')
         if ck['config'] != json.loads(json.dumps(cfg_dict)):
             raise CheckpointError(f'{ckpt_path} belongs to a search with another configuration; use another --out')
         if sorted(ck.get('done', range(ck['next_trajectory']))) != list(range(ck['next_trajectory'])): raise CheckpointError(
@@ -129,8 +131,6 @@ def _open_run(out: Path, cfg_dict: dict, agent, resume: bool) -> tuple[int, list
         records = _read_records(log_path, ck['n_records'])
         _write_records(log_path, records)
         return ck['next_trajectory'], records, ck['totals']
-    if log_path.exists() and not resume:
-        raise FileExistsError(f'{out} already holds a search: pass resume=True (--resume) or choose another output folder')
     log_path.write_text('')
     return 0, [], dict(seconds=0.0, train_seconds=0.0, eval_seconds=0.0, proxy_epochs=0)
 
@@ -206,11 +206,13 @@ def run_search(out_dir: str | os.PathLike, config: SearchConfig | None = None, e
                                    workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address, stop_after=stop_after)
     if gpus_per_worker or ray_address: raise ValueError('gpus_per_worker and ray_address are settings of a parallel search: pass workers > 1')
     cfg = config or SearchConfig()
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out, created = open_run_dir(out_dir, 'search', resume)
     cfg_dict = config_to_dict(cfg)
-    if env is None: env = GanSearchEnv(cfg.proxy, device=device)
-    agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed, device='cpu')
-    start, records, totals = _open_run(out, cfg_dict, agent, resume)
+    try:
+        if env is None: env = GanSearchEnv(cfg.proxy, device=device)
+        agent = make_agent(cfg.agent, env.observation_space, env.action_space, seed=cfg.seed, device='cpu')
+        start, records, totals = _open_run(out, cfg_dict, agent, resume)
+    except BaseException: remove_if_created(created); raise      # a set-up that failed (no data set, say) leaves nothing
     (out / 'config.json').write_text(json.dumps(cfg_dict, indent=2))
     run = RunLog(out, cfg, cfg_dict, agent, records, totals, progress)
     try:
@@ -303,16 +305,15 @@ def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Ca
         if not gpus_per_worker: raise ValueError('workers see a GPU only when Ray gives them one: pass gpus_per_worker '
                                                  '(--gpus-per-worker), e.g. 0.25 to pack four workers on one GPU')
         if ':' in str(device): raise ValueError("with workers, Ray assigns the GPUs: pass device 'cuda' (or none), not a GPU index")
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    if (out / 'search.jsonl').exists() and not resume:
-        raise FileExistsError(f'{out} already holds a search: pass resume=True (--resume) or choose another output folder')
+    out, created = open_run_dir(out_dir, 'search', resume)
     if env_factory is None: env_factory = functools.partial(GanSearchEnv, cfg.proxy, device=device)
     cfg_dict = config_to_dict(cfg)
     own_pool = pool is None               # a pool passed in (to reuse its workers across searches) is left running
     if not own_pool:
         if pool.agent != cfg.agent: raise ValueError(f'the pool acts for agent {pool.agent!r}, the search is of {cfg.agent!r}')
         workers = len(pool)
-    started = init_ray(ray_address, num_cpus=None if ray_address else max(os.cpu_count() or 1, int(np.ceil(workers * cpus_per_worker))))
+    try: started = init_ray(ray_address, num_cpus=None if ray_address else max(os.cpu_count() or 1, int(np.ceil(workers * cpus_per_worker))))
+    except BaseException: remove_if_created(created); raise
     run = None
     try:
         if own_pool:
@@ -326,6 +327,9 @@ def run_parallel_search(out_dir: str | os.PathLike, config=None, env_factory: Ca
         with _remember_ctrl_c():
             _learn_as_trajectories_arrive(cfg, pool, agent, run, stop_after, max_tries, workers,
                                           note=lambda msg: tqdm.write(msg, file=sys.stderr))
+    except BaseException:
+        if run is None: remove_if_created(created)          # the set-up failed: leave nothing behind
+        raise
     finally:
         if run is not None: run.close()
         if own_pool and pool is not None: pool.close()

@@ -18,8 +18,8 @@ from .models import Generator, Discriminator
 from .data import to_float
 
 # %% auto #0
-__all__ = ['DDP_TIMEOUT', 'GanConfig', 'hinge_d_loss', 'hinge_g_loss', 'ema_update', 'dist_world', 'GlobalBatchNorm2d',
-           'sync_batchnorm', 'EpochStats', 'GanTrainer']
+__all__ = ['DDP_TIMEOUT', 'DIVERGED_LOSS', 'GanConfig', 'hinge_d_loss', 'hinge_g_loss', 'ema_update', 'dist_world',
+           'GlobalBatchNorm2d', 'sync_batchnorm', 'EpochStats', 'GanTrainer', 'has_diverged']
 
 # %% ../nbs/05_training.ipynb #4c1b99c1
 @dataclass
@@ -180,6 +180,13 @@ class GanTrainer:
         d = self.config.ema_decay
         return min(d, (1 + self.g_steps) / (10 + self.g_steps)) if self.config.ema_warmup else d
 
+# %% ../nbs/05_training.ipynb #c70243fb
+DIVERGED_LOSS = 1e4     # |mean hinge loss| of an epoch beyond which training has diverged (see the bound above)
+
+def has_diverged(d_loss: float, g_loss: float) -> bool:
+    "Whether an epoch's mean losses say the GAN diverged: not finite, or beyond `DIVERGED_LOSS`, on every machine alike."
+    return not all(math.isfinite(l) and abs(l) <= DIVERGED_LOSS for l in (d_loss, g_loss))
+
 # %% ../nbs/05_training.ipynb #e9a1bcaa
 @patch
 def d_step(self: GanTrainer, real: torch.Tensor, stage: int | None) -> torch.Tensor:
@@ -233,7 +240,7 @@ def train_epoch(self: GanTrainer, images: torch.Tensor, stage: int | None = None
     if self.world_size > 1:                         # the mean over the ranks' shares: every rank agrees on divergence
         sums = torch.stack([d_sum, g_sum]); dist.all_reduce(sums); d_sum, g_sum = sums / self.world_size
     d_loss, g_loss = (d_sum / max(n_batches, 1)).item(), (g_sum / max(g_count, 1)).item()  # the epoch's one sync
-    diverged = not (math.isfinite(d_loss) and math.isfinite(g_loss))
+    diverged = has_diverged(d_loss, g_loss)
     return EpochStats(d_loss, g_loss, n_batches, g_count, time.perf_counter() - start, diverged)
 
 # %% ../nbs/05_training.ipynb #f287055c

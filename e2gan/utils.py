@@ -4,15 +4,16 @@
 
 # %% ../nbs/00_utils.ipynb #637875c2
 from __future__ import annotations
-import hashlib, os, random, tempfile, warnings
+import hashlib, os, pickle, random, shutil, tempfile, warnings
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['THREADS_ENV', 'CUBLAS_WORKSPACE', 'default_device', 'seed_everything', 'derived_seed', 'get_rng_states',
+__all__ = ['THREADS_ENV', 'CUBLAS_WORKSPACE', 'RUN_FILES', 'default_device', 'seed_everything', 'derived_seed', 'get_rng_states',
            'set_rng_states', 'generator_state', 'restore_generator', 'default_threads', 'configure_threads',
-           'set_deterministic', 'restore_determinism', 'CheckpointError', 'save_atomic', 'load_checkpoint']
+           'set_deterministic', 'restore_determinism', 'CheckpointError', 'save_atomic', 'unreadable_reason',
+           'load_checkpoint', 'check_out_path', 'run_kind', 'check_run_dir', 'open_run_dir', 'remove_if_created']
 
 # %% ../nbs/00_utils.ipynb #9ac864f0
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -187,13 +188,70 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
         raise
     return path
 
-def load_checkpoint(path: str | os.PathLike, map_location='cpu', required: tuple[str, ...] = ()) -> dict:
-    "Load what `save_atomic` wrote, safely (`weights_only=True`); raise `CheckpointError` on any problem."
+def unreadable_reason(path: str | os.PathLike, error: BaseException) -> str:
+    "Why a safe `torch.load` of `path` failed, in e2gan's words (never torch's advice to load unsafely)."
     path = Path(path)
-    if not path.is_file(): raise CheckpointError(f'no checkpoint at {path}')
+    try:
+        with open(path, 'rb') as f: head = f.read(4)
+    except OSError as e: return f'cannot be read ({e.strerror})'
+    if not head: return 'is empty (a write that never finished, or the wrong file)'
+    if head.startswith(b'PK'):
+        if isinstance(error, pickle.UnpicklingError):
+            return 'holds Python objects that a safe load refuses (e2gan stores only tensors and plain values, and never loads a file unsafely)'
+        return 'is a damaged or truncated PyTorch file (its end is missing: an interrupted copy or write)'
+    return 'is not a PyTorch file'
+
+def load_checkpoint(path: str | os.PathLike, map_location='cpu', required: tuple[str, ...] = (),
+                    expected: str = 'an e2gan checkpoint') -> dict:
+    "Load what `save_atomic` wrote, safely (`weights_only=True`); raise `CheckpointError` (naming the file and what was `expected`) on any problem."
+    path = Path(path)
+    if path.is_dir(): raise CheckpointError(f'{path} is a folder: pass {expected}')
+    if not path.is_file(): raise CheckpointError(f'no checkpoint at {path}: pass {expected}')
     try: obj = _from_safe(torch.load(path, map_location=map_location, weights_only=True))
-    except Exception as e: raise CheckpointError(f'{path} is not a readable e2gan checkpoint ({type(e).__name__}: {e})') from e
-    if not isinstance(obj, dict): raise CheckpointError(f'{path} does not hold a dictionary')
+    except Exception as e: raise CheckpointError(f'{path} {unreadable_reason(path, e)}: pass {expected}') from None
+    if not isinstance(obj, dict): raise CheckpointError(f'{path} does not hold a dictionary: pass {expected}')
     missing = [k for k in required if k not in obj]
-    if missing: raise CheckpointError(f'{path} lacks {", ".join(missing)}: not the kind of checkpoint expected here')
+    if missing: raise CheckpointError(f'{path} lacks {", ".join(missing)}: it is not {expected}')
     return obj
+
+# %% ../nbs/00_utils.ipynb #a821297f
+RUN_FILES = {'search': 'search.jsonl', 'training': 'last.pt'}   # the file that marks a folder as holding that kind of run
+
+def check_out_path(path: str | os.PathLike, file: bool = False, option: str = '--out') -> Path:
+    "`path` as a Path, or a one-line `ValueError` when it cannot be the folder (or, with `file`, the file) asked for."
+    path = Path(path).expanduser()
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f'{option} {path}: {parent} is a file, not a folder; choose a path under a folder')
+    if file and path.is_dir(): raise ValueError(f'{option} {path} is a folder: give a file name, e.g. {path / "grid.png"}')
+    if not file and path.exists() and not path.is_dir(): raise ValueError(f'{option} {path} is a file: give a folder')
+    return path
+
+def run_kind(folder: str | os.PathLike) -> str | None:
+    "Which kind of run `folder` holds ('search', 'training'), or None."
+    folder = Path(folder)
+    return next((kind for kind, name in RUN_FILES.items() if (folder / name).exists()), None)
+
+def check_run_dir(out: str | os.PathLike, kind: str, resume: bool) -> Path:
+    "`out` as a Path if it can take a new run of `kind` (or, with `resume`, holds one to continue); else a one-line error."
+    out = check_out_path(out)
+    held = run_kind(out) if out.is_dir() else None
+    if resume:
+        if held is None: raise ValueError(f'nothing to resume in {out}: it holds no {kind} ({RUN_FILES[kind]}); '
+                                          f'leave out --resume to start a new {kind} there')
+        if held != kind: raise ValueError(f'{out} holds a {held}, not a {kind}: --resume continues a {kind}; choose another --out')
+    elif held is not None:
+        if held == kind: raise FileExistsError(f'{out} already holds a {kind}: pass --resume to continue it, or choose another --out')
+        raise FileExistsError(f'{out} holds a {held} ({RUN_FILES[held]}): a {kind} there would overwrite its files; choose another --out')
+    return out
+
+def open_run_dir(out: str | os.PathLike, kind: str, resume: bool) -> tuple[Path, Path | None]:
+    "`check_run_dir`, then create the folder; returns it and the topmost folder this call created (None if none)."
+    out = check_run_dir(out, kind, resume)
+    created = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, created
+
+def remove_if_created(created: Path | None) -> None:
+    "Undo `open_run_dir` after a failed set-up: remove the folders it created, with whatever the set-up wrote there."
+    if created is not None: shutil.rmtree(created, ignore_errors=True)

@@ -18,3 +18,16 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 
 import torch  # noqa: E402
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
+
+
+import socket  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    "Make every connection attempt fail at once, as on a machine without network."
+    def refuse(*args, **kwargs): raise OSError('network is unreachable (blocked by the test)')
+    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
+    monkeypatch.setattr(socket, 'create_connection', refuse)
+    monkeypatch.setattr(socket.socket, 'connect', refuse)

@@ -298,15 +298,6 @@ def test_cifar10_offline_with_download_disabled(tmp_path):
     _assert_helpful(str(e.value), tmp_path / 'stl10_binary')
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    "Make every connection attempt fail at once, as on a machine without network."
-    def refuse(*args, **kwargs): raise OSError('network is unreachable (blocked by the test)')
-    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
-    monkeypatch.setattr(socket, 'create_connection', refuse)
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
-
-
 def test_cifar10_download_failure_gives_the_same_clear_error(tmp_path, no_network):
     with pytest.raises(DataError) as e: load_dataset('cifar10', root=tmp_path, download=True)
     _assert_helpful(str(e.value), tmp_path / 'cifar-10-batches-py')

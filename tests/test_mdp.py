@@ -71,19 +71,25 @@ def test_the_same_seed_reproduces_the_trajectory_and_reset_starts_afresh(env):
     assert not torch.equal(env.G.stem.weight, w3)
 
 
-def test_a_diverging_step_ends_the_episode_with_the_penalty():
-    cfg = tiny_config(gan=GanConfig(d_batch=32, g_batch=32, g_lr=1e12, d_lr=1e12, betas=(0.0, 0.0)),
-                      divergence_penalty=-7.0)
-    env = GanSearchEnv(cfg, device='cpu')
+@pytest.mark.parametrize('broken', ['nan', 'huge'])
+def test_a_diverging_step_ends_the_episode_with_the_penalty(monkeypatch, broken):
+    "A deterministic trigger from the second cell on (not a CPU's rounding): the D loss becomes NaN, or finite but 1e6 times too large."
+    import e2gan.training
+    healthy, calls = e2gan.training.hinge_d_loss, []
+    def hinge_d_loss(real, fake):
+        loss = healthy(real, fake)
+        if env.G.depth <= 1: return loss                           # the first cell trains normally
+        calls.append(1)
+        return loss * float('nan') if broken == 'nan' else loss * 1e6 + 1e6
+    monkeypatch.setattr(e2gan.training, 'hinge_d_loss', hinge_d_loss)
+    env = GanSearchEnv(tiny_config(divergence_penalty=-7.0), device='cpu')
     env.reset(seed=0)
-    rewards, infos = [], []
-    for cell in ARCH:
-        obs, r, terminated, truncated, info = env.step(action_from_cell(cell))
-        rewards.append(r); infos.append(info)
-        assert np.all(np.isfinite(obs))
-        if terminated: break
-    assert infos[-1]['diverged'] and rewards[-1] == -7.0 and terminated
-    with pytest.raises(RuntimeError): env.step(action_from_cell(ARCH[0]))
+    obs, r, terminated, _, info = env.step(action_from_cell(ARCH[0]))
+    assert not info['diverged'] and not terminated and r != -7.0
+    obs, r, terminated, truncated, info = env.step(action_from_cell(ARCH[1]))
+    assert calls and info['diverged'] and r == -7.0 and terminated and not truncated
+    assert np.all(np.isfinite(obs))
+    with pytest.raises(RuntimeError): env.step(action_from_cell(ARCH[2]))
 
 
 def test_continuous_actions_decode_by_argmax_per_head():

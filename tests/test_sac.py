@@ -1,5 +1,5 @@
 "SAC agents: losses match their equations, the schedule of Algorithm 1, the active heads of the search space, exact resume and policy hand-over."
-import math
+import itertools, math
 import numpy as np
 import pytest
 import torch
@@ -224,3 +224,132 @@ def test_policy_state_makes_a_fresh_agent_act_identically(env_factory, name):
     worker.generator.set_state(agent.generator.get_state())
     assert all(np.array_equal(worker.act(o, True), agent.act(o, True)) for o in obs)
     assert len(worker.buffer) == 0 and worker.n_updates == 0                 # only the policy travelled
+
+
+# --- every term of Eq. 6-8, computed independently of the code path under test --------------------------------------
+# Every addition of this project is switched on (gamma < 1, reward scaling, observation normalisation, a temperature
+# other than the default), so that a wrong or missing term changes the loss. The references below use none of the
+# agents' vectorised helpers (q_all, joint_probs, head_entropies, RunningNorm, reward_scale): plain loops, the
+# per-action critic call and NumPy statistics of what the agent recorded.
+
+ACTIVE = {0: [1, 1, 1, 1, 0, 0], 1: [1, 1, 1, 1, 1, 0], 2: [1, 1, 1, 1, 1, 1]}   # cell t has a skip-in head per earlier cell but the first
+ALL_ON = dict(gamma=0.9, scale_rewards=True, normalize_obs=True, temperature=0.3, learning_starts=4)
+
+
+def filled(name, env_factory, **overrides):
+    "An agent of `name` whose buffer holds three random trajectories, and a minibatch of six of its transitions."
+    env = env_factory()
+    agent = make(name, env, **{**ALL_ON, **overrides})
+    for i in range(3):
+        obs, _ = env.reset(seed=i); done = False
+        while not done:
+            action = agent.act(obs, explore=True)
+            nxt, r, done, _, _ = env.step(action if name != 'sac' else np.array([int(np.argmax(a)) for a in np.split(action, np.cumsum(HEADS)[:-1])]))
+            agent.record(obs, action, r, nxt, done); obs = nxt
+    return agent, agent.buffer.sample(6, torch.Generator().manual_seed(1))
+
+
+def reference_statistics(agent):
+    "Observation mean/std and reward std of everything recorded, by NumPy (sample std, as the agent documents)."
+    n = len(agent.buffer)
+    obs = agent.buffer.data['obs'][:n].double().numpy(); rewards = agent.buffer.data['reward'][:n].double().numpy()
+    mean, std = obs.mean(0), np.maximum(obs.std(0, ddof=1), 1e-3)
+    normalise = lambda x: ((x.double() - torch.from_numpy(mean)) / torch.from_numpy(std)).float()
+    return normalise, max(float(np.std(rewards, ddof=1)), 1e-6)
+
+
+def categorical_soft_value(agent, critics, obs_raw, normalise, beta):
+    "sum_a pi(a|s) min_i Q_i(s, a) + beta H(pi(.|s)) for each state, by enumerating the 144 joint actions one state at a time."
+    joint = torch.tensor(list(itertools.product(*(range(n) for n in HEADS))))
+    values = []
+    for s_raw in obs_raw:
+        s, depth = normalise(s_raw[None]), min(int(round(float(s_raw[0]))), 2)   # a final state (depth 3): its value is masked by done
+        probs = [torch.softmax(l, -1)[0] for l in agent.actor.body(s).split(HEADS, -1)]
+        pi = torch.tensor([math.prod(float(probs[h][a[h]]) for h in range(len(HEADS))) for a in joint.tolist()])
+        q = torch.min(*(c(s.expand(len(joint), -1), torch.full((len(joint),), depth), joint) for c in critics))
+        entropy = sum(float(-(probs[h] * probs[h].log()).sum()) for h in range(len(HEADS)) if ACTIVE[depth][h])
+        values.append(float((pi * q).sum()) + beta * entropy)
+    return torch.tensor(values)
+
+
+@torch.no_grad()
+def test_categorical_critic_loss_is_eq_6_7_by_hand(env_factory):
+    agent, b = filled('sac-categorical', env_factory)
+    normalise, reward_std = reference_statistics(agent)
+    beta, gamma = agent.temperature, 0.9
+    v_next = categorical_soft_value(agent, (agent.q1_target, agent.q2_target), b['next_obs'], normalise, beta)
+    y = b['reward'] / reward_std + gamma * (1 - b['done']) * v_next
+    depth = torch.tensor([int(round(float(o[0]))) for o in b['obs']])          # states acted in: depth 0..2
+    q1, q2 = (c(normalise(b['obs']), depth, b['action'].long()) for c in (agent.q1, agent.q2))
+    reference = 0.5 * ((q1 - y) ** 2).mean() + 0.5 * ((q2 - y) ** 2).mean()
+    assert b['done'].any() and not b['done'].all()                # both kinds of transition are in the minibatch
+    torch.testing.assert_close(agent.critic_loss(b), reference.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_categorical_actor_loss_is_eq_8_by_hand(env_factory):
+    agent, b = filled('sac-categorical', env_factory)
+    normalise, _ = reference_statistics(agent)
+    beta = agent.temperature
+    with torch.no_grad():       # E_pi[min Q] (beta 0), and H alone (critics that return 0, beta 1)
+        value = categorical_soft_value(agent, (agent.q1, agent.q2), b['obs'], normalise, 0.0)
+        entropy = categorical_soft_value(agent, (lambda s, d, a: torch.zeros(len(a)),) * 2, b['obs'], normalise, 1.0)
+    loss, returned_entropy = agent.actor_loss(b)
+    torch.testing.assert_close(loss, (-value - beta * entropy).mean().float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(returned_entropy, entropy.float(), rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_gaussian_critic_target_with_gamma_scaling_and_normalisation_by_hand(env_factory):
+    agent, b = filled('sac', env_factory)
+    normalise, reward_std = reference_statistics(agent)
+    beta, gamma = agent.temperature, 0.9
+    state = agent.generator.get_state()
+    eps = torch.randn(6, 14, generator=agent.generator)                   # the draw the critic loss makes
+    agent.generator.set_state(state)
+    s2 = normalise(b['next_obs'])
+    mu, log_std = agent.actor(s2)
+    dist = torch.distributions.TransformedDistribution(torch.distributions.Normal(mu, log_std.exp()),
+                                                       torch.distributions.transforms.TanhTransform())
+    a2 = torch.tanh(mu + log_std.exp() * eps)
+    logp = dist.log_prob(a2.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
+    v_next = torch.min(agent.q1_target(s2, a2), agent.q2_target(s2, a2)) - beta * logp
+    y = b['reward'] / reward_std + gamma * (1 - b['done']) * v_next
+    s = normalise(b['obs'])
+    reference = 0.5 * ((agent.q1(s, b['action']) - y) ** 2).mean() + 0.5 * ((agent.q2(s, b['action']) - y) ** 2).mean()
+    torch.testing.assert_close(agent.critic_loss(b), reference, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize('target, direction', [(1.0, +1), (0.05, -1)])
+def test_the_tuned_temperature_rises_below_its_target_entropy_and_falls_above(env_factory, target, direction):
+    "Target = the maximum entropy: the policy is always below it, beta must rise; a tiny target: beta must fall. Adam's first step is lr."
+    agent, _ = filled('sac-categorical', env_factory, autotune=True, target_entropy=target)
+    before = float(agent.log_temperature.detach())
+    agent._update(8)
+    step = float(agent.log_temperature.detach()) - before
+    assert np.sign(step) == direction and abs(step) == pytest.approx(agent.config.temperature_lr, rel=1e-3)
+
+
+def test_running_normalisation_and_reward_scale_are_the_sample_statistics(env_factory):
+    agent, _ = filled('sac-categorical', env_factory)
+    n = len(agent.buffer)
+    obs = agent.buffer.data['obs'][:n].double().numpy()
+    np.testing.assert_allclose(agent.norm.mean.numpy(), obs.mean(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose((agent.norm.m2 / (agent.norm.count - 1)).numpy(), obs.var(0, ddof=1), rtol=1e-7, atol=1e-9)
+    rewards = agent.buffer.data['reward'][:n].double().numpy()
+    assert float(agent.reward_scale()) == pytest.approx(np.std(rewards, ddof=1), rel=1e-5)
+
+
+def test_option_values_read_the_depth_from_the_raw_observation(env_factory):
+    "With observation normalisation on, the depth (entry 0) must be read before normalising: beliefs at depth t are Q at depth t."
+    agent, _ = filled('sac-categorical', env_factory)
+    obs = next(o for o in agent.buffer.data['obs'][:len(agent.buffer)].numpy() if o[0] == 2)   # the third cell's state
+    depth = 2
+    o = agent._obs(obs)
+    with torch.no_grad():
+        q = torch.min(agent.q1.q_all(o, torch.tensor([depth])), agent.q2.q_all(o, torch.tensor([depth])))[0]
+    values = agent.option_values(obs)
+    assert abs(float(o[0, 0]) - depth) > 0.5                               # normalising moved entry 0 away from the depth
+    greedy = [int(lp[0].argmax()) for lp in agent.actor(o)]
+    joint = joint_actions(HEADS).tolist()
+    for k in range(HEADS[0]):                                              # head 0's options, the other heads greedy
+        assert float(values[0][k]) == pytest.approx(float(q[joint.index([k] + greedy[1:])]), abs=1e-5)
