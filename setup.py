@@ -6,7 +6,7 @@ config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
-for key in 'version description keywords author author_email'.split():
+for key in 'version description keywords author'.split():
     assert key in cfg, f'settings.ini is missing {key}'
 
 licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
@@ -43,5 +43,4 @@ setuptools.setup(
     description=cfg['description'],
     keywords=cfg['keywords'],
     author=cfg['author'],
-    author_email=cfg['author_email'],
 )

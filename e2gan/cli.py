@@ -13,7 +13,7 @@ __all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_sear
            'cmd_train', 'add_train_arguments', 'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments',
            'cmd_import_checkpoint', 'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward',
            'cmd_bench_train', 'add_bench_arguments', 'cmd_bench_proxy', 'add_bench_proxy_arguments', 'build_parser',
-           'expected_errors', 'main']
+           'expected_errors', 'main', 'cmd_site', 'add_site_arguments', 'cmd_step', 'add_step_arguments']
 
 # %% ../nbs/18_cli.ipynb #a5119c01
 def cmd_arch(args) -> int:
@@ -398,6 +398,46 @@ def main(argv: list[str] | None = None) -> int:
         message = ' '.join(line.strip() for line in str(e).splitlines())      # one line, however the message was wrapped
         print(f'e2gan {args.command}: error: {message}', file=sys.stderr); return 2
 
+
+# %% ../nbs/18_cli.ipynb #5e7e0a02
+def cmd_site(args) -> int:
+    from e2gan.site import build_site, write_student_notebooks
+    if not (args.out or args.student_notebooks): raise ValueError('give --out DIR (the site), --student-notebooks DIR, or both')
+    if args.student_notebooks:
+        files = write_student_notebooks(args.student_notebooks, args.nbs)
+        print(f'{len(files)} lessons without their answers in {args.student_notebooks}: hand these out')
+    if args.out:
+        site = build_site(args.out, args.edition, args.nbs, log=lambda m: print(m, file=sys.stderr))
+        print(f"{args.edition} edition, {len(site['pages'])} pages, built in {site['seconds']:.0f} s: open {site['out'] / 'index.html'}")
+    return 0
+
+def add_site_arguments(p) -> None:
+    p.add_argument('--out', help='folder for the site (its index.html is the course home page)')
+    p.add_argument('--edition', choices=['teacher', 'student'], default='teacher',
+                   help="teacher: each lesson's answers folded under its exercises; student: without the answers")
+    p.add_argument('--student-notebooks', metavar='DIR', help='write the lessons without their answers as .ipynb files into DIR')
+    p.add_argument('--nbs', help='the notebook folder (default: nbs/ of the checkout)')
+    p.set_defaults(func=cmd_site)
+
+def cmd_step(args) -> int:
+    from e2gan.widgets import serve_step_page, step_page_notebook
+    page = step_page_notebook(surrogate=args.surrogate, dataset=args.dataset, agent=args.agent, seed=args.seed)
+    return serve_step_page(page, port=args.port)
+
+def add_step_arguments(p) -> None:
+    from e2gan.agents import AGENTS
+    from e2gan.data import DATASETS
+    env = p.add_mutually_exclusive_group()
+    env.add_argument('--surrogate', action='store_true', help='the surrogate environment: every step is instant')
+    env.add_argument('--dataset', choices=[d for d in DATASETS if d != 'folder'], default='shapes',
+                     help='the tiny GAN proxy task on this data set (default: shapes)')
+    p.add_argument('--agent', choices=AGENTS, default='sac')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--port', type=int, default=8866, help='port on 127.0.0.1 (0: any free port)')
+    p.set_defaults(func=cmd_step)
+
+COMMANDS['site'] = ('the course as a static website (teacher or student edition), from the stored notebooks', add_site_arguments)
+COMMANDS['step'] = ('the stepping widget as a web page for a class (Voila, 127.0.0.1 only)', add_step_arguments)
 
 # %% ../nbs/18_cli.ipynb #4655769e
 #| eval: false

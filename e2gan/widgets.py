@@ -4,7 +4,8 @@
 
 # %% ../nbs/17_widgets.ipynb #3818c733
 from __future__ import annotations
-import copy, html, io, threading, time, traceback
+import base64, copy, html, io, json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, traceback
+from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import torch
@@ -23,8 +24,9 @@ from .loop import end_trajectory, take_step, trajectory_seed, wrap_env
 from .search import search_config
 
 # %% auto #0
-__all__ = ['VALUE_LABELS', 'png_bytes', 'figure_png', 'stage_scale', 'samples_png', 'arch_diagram_svg', 'metrics_figure',
-           'state_figure', 'beliefs_html', 'StepObserver', 'tiny_shapes_config', 'SearchStepper']
+__all__ = ['VALUE_LABELS', 'PAGE_TEMPLATE', 'png_bytes', 'figure_png', 'stage_scale', 'samples_png', 'arch_diagram_svg',
+           'metrics_figure', 'state_figure', 'beliefs_html', 'StepObserver', 'tiny_shapes_config', 'SearchStepper',
+           'static_html', 'step_page_notebook', 'offline_voila_template', 'serve_step_page']
 
 # %% ../nbs/17_widgets.ipynb #d9be3854
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -277,8 +279,45 @@ def _build(self: SearchStepper, title: str) -> None:
     self.widget.add_class('e2gan-stepper')
     self.buttons = [self.step_button, self.manual_button, self.finish_button, self.reset_button]
 
+# %% ../nbs/17_widgets.ipynb #5a1c0d02
+def static_html(w: W.Widget) -> str:
+    "What an ipywidgets tree shows, as plain HTML (controls disabled): its view where no kernel runs."
+    esc = html.escape
+    if isinstance(w, (W.HTML, W.HTMLMath)): return w.value
+    if isinstance(w, W.Label): return esc(w.value)
+    if isinstance(w, W.Image):
+        if not w.value: return ''
+        data = w.value if isinstance(w.value, bytes) else bytes(w.value)
+        return f'<img src="data:image/{esc(w.format)};base64,{base64.b64encode(data).decode()}">'
+    if isinstance(w, W.Button):
+        style = 'background:#1976d2;color:white;' if w.button_style == 'primary' else ''
+        return f'<button disabled style="{style}margin:2px">{esc(w.description)}</button>'
+    if isinstance(w, W.ToggleButtons):
+        return ''.join(f'<button disabled style="margin:2px;{"font-weight:bold;border:2px solid #555" if v == w.value else ""}">'
+                       f'{esc(str(label))}</button>' for label, v in zip(w._options_labels, w._options_values))
+    if isinstance(w, W.Dropdown):
+        return (f'<label style="margin:2px 6px 2px 0">{esc(w.description)} <select disabled><option>{esc(str(w.label))}'
+                '</option></select></label>')
+    if isinstance(w, (W.FloatProgress, W.IntProgress)):
+        return f'<label>{esc(w.description)} <progress value="{w.value - w.min}" max="{w.max - w.min}"></progress></label>'
+    if isinstance(w, W.Box):
+        flow = 'column' if isinstance(w, W.VBox) else 'row wrap'
+        align = f'align-items:{w.layout.align_items};' if w.layout.align_items else ''
+        return f'<div style="display:flex;flex-flow:{flow};{align}gap:2px 6px">' + ''.join(static_html(c) for c in w.children) + '</div>'
+    return f'<code>{esc(type(w).__name__)}</code>'
+
 @patch
-def _repr_mimebundle_(self: SearchStepper, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
+def snapshot(self: SearchStepper) -> str:
+    "The widget as it shows now, as static HTML."
+    return (f'<div class="e2gan-stepper-static">{static_html(self.widget)}<p><small><i>A snapshot of the stepping widget; '
+            'run the notebook (or <code>e2gan step</code>) to step it.</i></small></p></div>')
+
+@patch
+def _repr_mimebundle_(self: SearchStepper, **kwargs):
+    "The live widget for Jupyter and Voila, and its snapshot for every view without a kernel."
+    bundle = self.widget._repr_mimebundle_(**kwargs)
+    if bundle is not None: bundle['text/html'] = self.snapshot()
+    return bundle
 
 # %% ../nbs/17_widgets.ipynb #51bbeaf2
 @patch
@@ -484,3 +523,79 @@ def _render_history(self: SearchStepper) -> None:
     head = ''.join(f'<th style="text-align:left;padding-right:8px">{c}</th>' for c in cols)
     self.history_html.value = (f'<table class="e2gan-history" style="font-size:11px"><tr>{head}</tr>{"".join(rows)}</table>'
                                if rows else '<i>no step yet</i>')
+
+# %% ../nbs/17_widgets.ipynb #5a1c0d06
+def step_page_notebook(surrogate: bool = True, dataset: str = 'shapes', agent: str = 'sac', seed: int = 0) -> dict:
+    "The notebook `e2gan step` serves: a title and one cell that shows the stepper (Voila hides the code)."
+    if surrogate: make, what = f'SearchStepper.for_surrogate(agent={agent!r}, seed={seed})', 'the surrogate environment (every step is instant)'
+    else: make, what = f'SearchStepper.for_shapes(tiny=True, agent={agent!r}, seed={seed}, dataset={dataset!r})', f'the tiny GAN proxy task on {dataset}'
+    cells = [dict(cell_type='markdown', metadata={}, source=f"## E2GAN, one cell at a time\n\nPress *Agent's step* to let the "
+                  f"agent ({agent}) build the next cell of the generator on {what}, or choose a cell in the dropdowns and press "
+                  "*Manual step*. Each step shows the new cell, its reward and the progressive state."),
+             dict(cell_type='code', metadata={}, execution_count=None, outputs=[],
+                  source=f'from e2gan.utils import configure_threads\nfrom e2gan.widgets import SearchStepper\n'
+                         f'configure_threads()\nstepper = {make}.wait()\nstepper')]
+    return dict(nbformat=4, nbformat_minor=5, cells=[dict(c, id=f'step{i}') for i, c in enumerate(cells)],
+                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python')))
+
+def _interrupt(signum, frame): raise KeyboardInterrupt
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+PAGE_TEMPLATE = 'e2gan-page'
+_REMOTE = re.compile(r'^.*<(link|script)\b[^>]*(href|src)="https?://.*$\n?', re.M)
+
+def offline_voila_template(root: Path) -> str:
+    "Voila's lab template without the stylesheets it loads from a CDN (the widgets bundle their own), under `root`."
+    from jupyter_core.paths import jupyter_path
+    lab = next(Path(d) / 'voila' / 'templates' / 'lab' / 'index.html.j2' for d in jupyter_path()
+               if (Path(d) / 'voila' / 'templates' / 'lab' / 'index.html.j2').exists())
+    dest = root / 'voila' / 'templates' / PAGE_TEMPLATE
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / 'conf.json').write_text(json.dumps(dict(base_template='lab')))
+    (dest / 'index.html.j2').write_text(_REMOTE.sub('', lab.read_text()))
+    return PAGE_TEMPLATE
+
+def serve_step_page(notebook: dict, port: int = 8866, log: Callable[[str], None] = print, timeout: float = 120) -> int:
+    "Serve `notebook` with Voila on 127.0.0.1:`port` (0: any free port) until Ctrl-C; print its URL; returns an exit code."
+    try: import voila  # noqa: F401
+    except ImportError: raise ValueError('the page needs Voila: pip install -e ".[docs]"') from None
+    port = port or _free_port()
+    try:
+        with socket.socket() as s: s.bind(('127.0.0.1', port))
+    except OSError: raise ValueError(f'port {port} on 127.0.0.1 is in use: choose another with --port (0: any free port)') from None
+    with tempfile.TemporaryDirectory(prefix='e2gan-step-') as tmp:
+        path, logfile = Path(tmp) / 'e2gan-step.ipynb', Path(tmp) / 'voila.log'
+        path.write_text(json.dumps(notebook, indent=1))
+        template = offline_voila_template(Path(tmp) / 'jupyter')
+        env = dict(os.environ, JUPYTER_PATH=os.pathsep.join([str(Path(tmp) / 'jupyter'), os.environ.get('JUPYTER_PATH', '')]).rstrip(os.pathsep))
+        cmd = [sys.executable, '-m', 'voila', str(path), '--no-browser', '--Voila.ip=127.0.0.1', f'--port={port}',
+               '--Voila.port_retries=0', '--strip_sources=True', '--show_tracebacks=True', f'--template={template}']
+        # Ctrl-C (or SIGTERM) reaches this process alone (Voila runs in a session of its own), which then stops Voila, and
+        # Voila its kernel; also where the shell started this process with SIGINT ignored, as background jobs are
+        handlers, proc = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}, None
+        try:
+            with open(logfile, 'w') as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=env, start_new_session=True)
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None: raise RuntimeError(f'Voila exited ({proc.returncode}):\n{logfile.read_text()[-2000:]}')
+                try:
+                    with socket.create_connection(('127.0.0.1', port), timeout=1): break
+                except OSError:
+                    if time.monotonic() > deadline: raise TimeoutError(f'Voila did not listen on port {port} within {timeout:.0f} s')
+                    time.sleep(0.3)
+            log(f'the stepping widget is served at http://127.0.0.1:{port}/ (127.0.0.1 only); Ctrl-C stops it')
+            if proc.wait(): log(f'Voila exited ({proc.returncode}):\n{logfile.read_text()[-2000:]}')
+            return proc.returncode
+        except KeyboardInterrupt:
+            log('stopping the page')
+            return 0
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try: proc.wait(15)
+                except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)
+            for s, h in handlers.items(): signal.signal(s, h)
