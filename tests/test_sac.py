@@ -353,3 +353,19 @@ def test_option_values_read_the_depth_from_the_raw_observation(env_factory):
     joint = joint_actions(HEADS).tolist()
     for k in range(HEADS[0]):                                              # head 0's options, the other heads greedy
         assert float(values[0][k]) == pytest.approx(float(q[joint.index([k] + greedy[1:])]), abs=1e-5)
+
+
+@pytest.mark.parametrize('name', ['sac', 'sac-categorical'])
+def test_networks_have_the_configured_width_depth_and_bounds(env_factory, name):
+    "hidden, n_layers and log_std_bounds reach every network (a mutation testing run found them unchecked)."
+    env = env_factory()
+    agent = make(name, env, hidden=24, n_layers=3, log_std_bounds=(-3.0, 1.0))
+    bodies = [agent.actor.body] + [getattr(q, 'net', None) or q.state_tower for q in (agent.q1, agent.q2)]
+    for body in bodies:
+        linears = [m for m in body if isinstance(m, torch.nn.Linear)]
+        assert len(linears) == 4 and all(m.out_features == 24 for m in linears[:-1])
+    if name == 'sac':
+        assert agent.actor.log_std_bounds == (-3.0, 1.0)
+        obs = observations(env, 4)
+        with torch.no_grad(): agent.actor.body[-1].bias.fill_(50.0)            # a log std far above the bound is clamped
+        assert agent.actor(obs)[1].max().item() == 1.0
