@@ -198,7 +198,7 @@ def test_train_back_end_resumes_and_extends_a_run(tmp_path, reference_run, cache
     run = tmp_path / 'run'; shutil.copytree(ref_dir, run)
     with pytest.raises(ValueError, match='only .*epochs.* not gf_dim'): train_from_options(run, resume=True, gf_dim=8)
     with pytest.raises(ValueError, match='give the architecture'): train_from_options(tmp_path / 'new', dataset='shapes')
-    with pytest.raises(FileNotFoundError, match='no run to resume'): train_from_options(tmp_path / 'new', resume=True)
+    with pytest.raises(ValueError, match='nothing to resume'): train_from_options(tmp_path / 'new', resume=True)
     summary = train_from_options(run, resume=True, epochs=4, progress=False)  # one more epoch of the finished run
     assert summary['epoch'] == 4 and run_config(run).epochs == 4
     log = metrics_lines(run)
