@@ -23,7 +23,7 @@ from .mdp import GanSearchEnv, ProxyTaskConfig, Seconds, search_score, search_sp
 __all__ = ['TABLE_FORMAT', 'TABLE_VERSION', 'TABLES_DIR', 'SHIPPED_TABLES', 'TIMING_META', 'tabular_protocol', 'protocol_dict',
            'protocol_from_dict', 'evaluator_sha256', 'TableError', 'Table', 'empty_table', 'save_table', 'load_table',
            'table_path', 'tabulate_first_cell', 'tabulate', 'gan_seed_index', 'final_scores', 'true_scores',
-           'TableSeededEnv', 'TabularSearchEnv']
+           'TableSeededEnv', 'TabularSearchEnv', 'head_options_of', 'main_effects', 'table_statistics']
 
 # %% ../nbs/07b_tabular.ipynb #b736aa3f
 def tabular_protocol(proxy: ProxyTaskConfig, n_cells: int = 2) -> ProxyTaskConfig:
@@ -283,7 +283,7 @@ class TabularSearchEnv(gym.Env):
         if not self.seeds: raise TableError(f'{t!r} has no complete GAN seed: resume it (e2gan bench tabulate with the same arguments)')
         missing = [k for k in self.seeds if not t.done[k].all()]
         if missing: raise TableError(f'GAN seeds {missing} of {t!r} are not fully tabulated')
-        p = t.meta['protocol']
+        p, self.config = t.meta['protocol'], t.protocol      # the proxy task the table replays
         self.n_cells, self.alpha, self.fid_scale, self.state_dim = t.n_cells, float(p['alpha']), float(p['fid_scale']), int(p['gf_dim'])
         self.divergence_penalty = float(p['divergence_penalty'])
         self.observation_space, self.action_space = search_spaces(self.n_cells, self.state_dim)
@@ -385,3 +385,44 @@ def step(self: TabularSearchEnv, action):
         info['true_score'] = float(self._scores[prefix] if full else block.min())
         info['regret'] = float(self._scores[self._best] - info['true_score'])
     return obs, float(reward), terminated, False, info
+
+# %% ../nbs/07b_tabular.ipynb #a42855ec
+def head_options_of(n_cells: int) -> dict[str, np.ndarray]:
+    "Per action head ('conv 1', ..., 'skip 1->2'), the option of every architecture, in `arch_index` order."
+    from e2gan.searchspace import cell_fields
+    idx, out = np.arange(space_size(n_cells)), {}
+    for i in reversed(range(n_cells)):
+        idx, k = np.divmod(idx, options_at(i))
+        f = cell_fields(i, k)
+        for name in ('conv', 'norm', 'up', 'shortcut'): out[f'{name} {i + 1}'] = f[name]
+        for j in range(i): out[f'skip {j + 1}->{i + 1}'] = f['skip'][:, j]
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][-1], kv[0])))
+
+def main_effects(scores: np.ndarray, n_cells: int) -> dict[str, dict]:
+    "Each head's marginal means and its share of the variance of `scores` (one per architecture, `arch_index` order)."
+    total, out = scores.var(), {}
+    for head, options in head_options_of(n_cells).items():
+        means = np.bincount(options, scores) / np.bincount(options)
+        out[head] = dict(means=means - scores.mean(), share=float(means.var() / total))   # balanced: every option equally often
+    return out
+
+def table_statistics(table: Table) -> dict:
+    "The numbers the analysis reports: spread of true scores, noise of one training, architectures within noise of the best, additive share."
+    s, n = final_scores(table), table.n_cells
+    true = true_scores(table)
+    K = len(table.complete_seeds)
+    pairs = np.isfinite(s).sum(0) >= 2                      # architectures with at least two finished trainings
+    noise_sd = float(np.sqrt(np.nanvar(s[:, pairs], 0, ddof=1).mean())) if pairs.any() else math.nan
+    arch_sd = float(np.sqrt(max(true.var() - noise_sd**2 / K, 0.)))   # the mean over K seeds keeps noise / K of the variance
+    best = true.max()
+    effects = main_effects(true, n)
+    additive = sum(e['share'] for e in effects.values())
+    return dict(gan_seeds=K, archs=int(true.size), diverged=int(sum(table[f'diverged{t}'].sum() for t in range(1, n + 1))),
+                true_mean=float(true.mean()), true_sd=float(true.std()), best=float(best),
+                noise_sd=noise_sd, arch_sd=arch_sd, noise_pairs=int(pairs.sum()),
+                within_one_training=int((true >= best - noise_sd).sum()),
+                within_two_se=int((true >= best - 2 * noise_sd * math.sqrt(2 / K)).sum()),
+                additive_share=float(additive), noise_share=float(noise_sd**2 / K / true.var()),
+                interaction_share=float(max(1 - additive - noise_sd**2 / K / true.var(), 0.)),
+                head_shares={h: e['share'] for h, e in effects.items()},
+                cell_shares=[float(sum(e['share'] for h, e in effects.items() if h.endswith(str(i + 1)))) for i in range(n)])
