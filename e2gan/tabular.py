@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_tabular.ipynb #ddde2c32
 from __future__ import annotations
-import copy, dataclasses, functools, hashlib, io, json, math, os, tempfile, time, warnings, zipfile
+import copy, dataclasses, functools, hashlib, json, math, os, tempfile, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -142,7 +142,7 @@ def load_table(path: str | os.PathLike) -> Table:
             meta = json.loads(z['meta'].tobytes().decode())
             arrays = {k: z[k] for k in z.files if k != 'meta'}
     except TableError: raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as e:
+    except Exception as e:   # damaged bytes fail in zipfile, zlib, numpy's header parser or JSON, each its own way
         raise TableError(f'{path} is not a readable e2gan table ({type(e).__name__}: {e})') from None
     if not isinstance(meta, dict) or meta.get('format') != TABLE_FORMAT: raise TableError(f'{path} is not an e2gan table')
     if meta.get('version') != TABLE_VERSION:
@@ -218,6 +218,7 @@ def tabulate(proxy: ProxyTaskConfig, path: str | os.PathLike, seeds: int | Seque
     env = env or _protocol_env(json.dumps(protocol_dict(proxy), sort_keys=True), device)
     if protocol_dict(env.config) != protocol_dict(proxy): raise ValueError("the environment's proxy task is not `proxy`")
     fresh = empty_table(proxy, gan_seeds, evaluator_sha256(env.evaluator))
+    for stale in path.parent.glob(path.name + '.*.tmp'): stale.unlink()   # a save cut by a kill: its table is in no file
     table = load_table(path) if path.exists() else fresh
     for key in ('n_cells', 'gan_seeds', 'protocol', 'evaluator_sha256', 'torch_version'):
         if table.meta[key] != fresh.meta[key]: raise TableError(
@@ -239,7 +240,7 @@ def tabulate(proxy: ProxyTaskConfig, path: str | os.PathLike, seeds: int | Seque
     if not todo and not path.exists(): save_table(table, path)
     return table
 
-# %% ../nbs/07b_tabular.ipynb #a9e4a49f
+# %% ../nbs/07b_tabular.ipynb #db618613
 def gan_seed_index(rng: np.random.Generator, n_seeds: int) -> int:
     "The GAN seed a reset picks: one draw of the reset's seeded generator (the same for the table and the live environment)."
     return int(rng.integers(n_seeds))
@@ -271,7 +272,7 @@ class TableSeededEnv(gym.Wrapper):
         self.gan_seed = self.gan_seeds[gan_seed_index(self._rng, len(self.gan_seeds))]
         return self.env.reset(seed=self.gan_seed, options=options)
 
-# %% ../nbs/07b_tabular.ipynb #ed88be2e
+# %% ../nbs/07b_tabular.ipynb #473c60d2
 class TabularSearchEnv(gym.Env):
     "`GanSearchEnv` replayed from a table: the same spaces, observations, rewards and info, exact regret and optimum."
     metadata = {'render_modes': []}
@@ -306,7 +307,7 @@ class TabularSearchEnv(gym.Env):
             'its scores will differ from the table')
         return TableSeededEnv(env, [self.table.gan_seeds[k] for k in self.seeds])
 
-# %% ../nbs/07b_tabular.ipynb #db6bf195
+# %% ../nbs/07b_tabular.ipynb #ff1a21f7
 @patch
 def all_scores(self: TabularSearchEnv) -> np.ndarray:
     "The true score of every architecture, in `all_architectures` order (read-only)."
@@ -336,7 +337,7 @@ def regret(self: TabularSearchEnv, arch) -> float:
     "How far the true score of `arch` falls short of the optimum's (0 at the optimum)."
     return float(self._scores[self._best] - self._scores[arch_index(self._as_arch(arch))])
 
-# %% ../nbs/07b_tabular.ipynb #d48a52b6
+# %% ../nbs/07b_tabular.ipynb #9ee65b1c
 @patch
 def _observe(self: TabularSearchEnv, t: int, prefix: int, **extra) -> tuple[np.ndarray, dict]:
     tab, k = self.table, self._k
@@ -386,7 +387,7 @@ def step(self: TabularSearchEnv, action):
         info['regret'] = float(self._scores[self._best] - info['true_score'])
     return obs, float(reward), terminated, False, info
 
-# %% ../nbs/07b_tabular.ipynb #a42855ec
+# %% ../nbs/07b_tabular.ipynb #030905e1
 def head_options_of(n_cells: int) -> dict[str, np.ndarray]:
     "Per action head ('conv 1', ..., 'skip 1->2'), the option of every architecture, in `arch_index` order."
     from e2gan.searchspace import cell_fields

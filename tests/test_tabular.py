@@ -142,8 +142,9 @@ def test_tabulate_resumes_after_sigkill(table1, env1, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     partial = load_table(path)
     assert partial.done.sum() == 4                      # four saves in place, the fifth killed before its rename
+    assert len(list(tmp_path.glob('killed.npz.*.tmp'))) == 1    # the cut save
     resumed = tabulate(env1.config, path, seeds=2, env=env1, progress=False)
-    assert resumed.complete and load_table(path).meta['content_sha256'] == table1.meta['content_sha256']
+    assert not list(tmp_path.glob('*.tmp')) and resumed.complete and load_table(path).meta['content_sha256'] == table1.meta['content_sha256']
     for name, a in table1.arrays.items():
         if not name.startswith(('train_seconds', 'eval_seconds', 'task_seconds')): np.testing.assert_array_equal(a, resumed[name])
 
@@ -187,3 +188,15 @@ def test_bottom_width_keeps_the_output_resolution():
     quick = ProxyTaskConfig(n_cells=3, bottom_width=2)
     assert tabular_protocol(quick, 2).bottom_width == 4 and tabular_protocol(quick, 3).bottom_width == 2
     with pytest.raises(ValueError): tabular_protocol(quick, 5)
+
+
+def test_shipped_tables_load_and_pass_check_env():
+    assert table_path('tabular-shapes').is_file(), 'the design table ships with the package'
+    for name in SHIPPED_TABLES:
+        if not table_path(name).is_file(): continue        # the report table ships once it is made
+        env = TabularSearchEnv(name)
+        p = env.table.protocol
+        assert (p.n_cells, p.bottom_width * 2**p.n_cells) == (2, 16)      # two cells at the quick preset's output resolution
+        assert len(env.table.meta['evaluator_sha256']) == 64 and env.table.meta['torch_version']
+        assert np.isfinite(env.all_scores()).all() and env.regret(env.optimum()[0]) == 0
+        check_env(env, skip_render_check=True)
