@@ -200,3 +200,12 @@ def test_shipped_tables_load_and_pass_check_env():
         assert len(env.table.meta['evaluator_sha256']) == 64 and env.table.meta['torch_version']
         assert np.isfinite(env.all_scores()).all() and env.regret(env.optimum()[0]) == 0
         check_env(env, skip_render_check=True)
+
+
+def test_recommended_agent_beats_random_search_on_the_design_table():
+    "The recommended agent hands over a better architecture than random search on the shipped design table (median over seeds)."
+    from e2gan.bench import benchmark_agents
+    env = TabularSearchEnv('tabular-shapes')
+    results = benchmark_agents(lambda: env, ['sac-categorical', 'random'], seeds=range(6), trajectories=100)
+    median = {agent: float(np.median([run['regret'] for run in runs])) for agent, runs in results.items()}
+    assert median['sac-categorical'] < median['random'], median
