@@ -23,7 +23,7 @@ from .mdp import GanSearchEnv, ProxyTaskConfig, Seconds, search_score, search_sp
 __all__ = ['TABLE_FORMAT', 'TABLE_VERSION', 'TABLES_DIR', 'SHIPPED_TABLES', 'TIMING_META', 'tabular_protocol', 'protocol_dict',
            'protocol_from_dict', 'evaluator_sha256', 'TableError', 'Table', 'empty_table', 'save_table', 'load_table',
            'table_path', 'tabulate_first_cell', 'tabulate', 'gan_seed_index', 'final_scores', 'true_scores',
-           'TableSeededEnv', 'TabularSearchEnv', 'head_options_of', 'main_effects', 'table_statistics']
+           'TableSeededEnv', 'TabularSearchEnv', 'head_options_of', 'main_effects', 'seed_effects', 'table_statistics']
 
 # %% ../nbs/07b_tabular.ipynb #b736aa3f
 def tabular_protocol(proxy: ProxyTaskConfig, n_cells: int = 2) -> ProxyTaskConfig:
@@ -407,23 +407,33 @@ def main_effects(scores: np.ndarray, n_cells: int) -> dict[str, dict]:
         out[head] = dict(means=means - scores.mean(), share=float(means.var() / total))   # balanced: every option equally often
     return out
 
+def seed_effects(table: Table) -> dict:
+    "A two-way decomposition of the final scores of the architectures finished under every GAN seed that has data: seed offsets, arch x seed residual."
+    s = final_scores(table)
+    seeds = [k for k in range(len(s)) if np.isfinite(s[k]).any()]
+    full = np.isfinite(s[seeds]).all(0)
+    if len(seeds) < 2 or full.sum() < 2: return dict(seeds=len(seeds), archs=int(full.sum()), seed_sd=math.nan, residual_sd=math.nan)
+    x = s[seeds][:, full]
+    resid = x - x.mean(0) - x.mean(1, keepdims=True) + x.mean()
+    return dict(seeds=len(seeds), archs=int(full.sum()), seed_offsets=(x.mean(1) - x.mean()).tolist(),
+                seed_sd=float(x.mean(1).std(ddof=1)), residual_sd=float(np.sqrt((resid**2).sum() / ((len(seeds) - 1) * (full.sum() - 1)))))
+
 def table_statistics(table: Table) -> dict:
     "The numbers the analysis reports: spread of true scores, noise of one training, architectures within noise of the best, additive share."
-    s, n = final_scores(table), table.n_cells
-    true = true_scores(table)
-    K = len(table.complete_seeds)
-    pairs = np.isfinite(s).sum(0) >= 2                      # architectures with at least two finished trainings
-    noise_sd = float(np.sqrt(np.nanvar(s[:, pairs], 0, ddof=1).mean())) if pairs.any() else math.nan
-    arch_sd = float(np.sqrt(max(true.var() - noise_sd**2 / K, 0.)))   # the mean over K seeds keeps noise / K of the variance
-    best = true.max()
-    effects = main_effects(true, n)
-    additive = sum(e['share'] for e in effects.values())
+    n, true, K = table.n_cells, true_scores(table), len(table.complete_seeds)
+    noise = seed_effects(table)
+    resid_var, seed_var = noise['residual_sd']**2, noise['seed_sd']**2
+    # every architecture's true score averages the same K seeds: the seed offsets cancel between architectures,
+    # the residual keeps resid_var / K of its variance in the true scores
+    arch_var = max(true.var() - resid_var / K, 0.)
+    best, effects = true.max(), main_effects(true, n)
+    additive = sum(e['share'] for e in effects.values()) * true.var() / arch_var if arch_var > 0 else math.nan
     return dict(gan_seeds=K, archs=int(true.size), diverged=int(sum(table[f'diverged{t}'].sum() for t in range(1, n + 1))),
-                true_mean=float(true.mean()), true_sd=float(true.std()), best=float(best),
-                noise_sd=noise_sd, arch_sd=arch_sd, noise_pairs=int(pairs.sum()),
-                within_one_training=int((true >= best - noise_sd).sum()),
-                within_two_se=int((true >= best - 2 * noise_sd * math.sqrt(2 / K)).sum()),
-                additive_share=float(additive), noise_share=float(noise_sd**2 / K / true.var()),
-                interaction_share=float(max(1 - additive - noise_sd**2 / K / true.var(), 0.)),
+                true_mean=float(true.mean()), true_sd=float(true.std()), best=float(best), arch_sd=math.sqrt(arch_var),
+                seed_sd=noise['seed_sd'], residual_sd=noise['residual_sd'], noise_sd=math.sqrt(seed_var + resid_var),
+                noise_from=(noise['seeds'], noise['archs']),
+                within_one_training=int((true >= best - math.sqrt(seed_var + resid_var)).sum()),
+                within_two_se=int((true >= best - 2 * math.sqrt(2 * resid_var / K)).sum()),
+                additive_share=float(min(additive, 1.)), interaction_share=float(max(1 - additive, 0.)),
                 head_shares={h: e['share'] for h, e in effects.items()},
                 cell_shares=[float(sum(e['share'] for h, e in effects.items() if h.endswith(str(i + 1)))) for i in range(n)])
