@@ -203,9 +203,10 @@ def test_shipped_tables_load_and_pass_check_env():
 
 
 def test_recommended_agent_beats_random_search_on_the_design_table():
-    "The recommended agent hands over a better architecture than random search on the shipped design table (median over seeds)."
+    """The recommended agent hands over better architectures than random search on the shipped design table: mean true
+    regret of 8 seeds below that of 40 random searches (30 seeds each on the table with one GAN seed: 0.53 against
+    1.08; resampling those runs, 8 against 40 hold 99.5% of the time)."""
     from e2gan.bench import benchmark_agents
     env = TabularSearchEnv('tabular-shapes')
-    results = benchmark_agents(lambda: env, ['sac-categorical', 'random'], seeds=range(6), trajectories=100)
-    median = {agent: float(np.median([run['regret'] for run in runs])) for agent, runs in results.items()}
-    assert median['sac-categorical'] < median['random'], median
+    mean = lambda agent, seeds: np.mean([run['regret'] for run in benchmark_agents(lambda: env, [agent], seeds, 100)[agent]])
+    assert mean('sac-categorical', range(8)) < mean('random', range(100, 140))
