@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_tabular.ipynb #ddde2c32
 from __future__ import annotations
-import copy, dataclasses, functools, hashlib, json, math, os, tempfile, time, warnings
+import copy, dataclasses, functools, hashlib, json, math, os, tempfile, time, warnings, zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -136,6 +136,7 @@ def load_table(path: str | os.PathLike) -> Table:
     "Read a table (or a shipped one by name, e.g. 'tabular-shapes'); `TableError` if it is corrupt, foreign or of another version."
     path = table_path(path)
     if not path.is_file(): raise FileNotFoundError(f'no table at {path}')
+    if not zipfile.is_zipfile(path): raise TableError(f'{path} is not an e2gan table (not an .npz archive)')
     try:
         with np.load(path, allow_pickle=False) as z:
             if 'meta' not in z.files: raise TableError(f'{path} is not an e2gan table (no header)')
