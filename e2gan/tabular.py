@@ -23,7 +23,8 @@ from .mdp import GanSearchEnv, ProxyTaskConfig, Seconds, search_score, search_sp
 __all__ = ['TABLE_FORMAT', 'TABLE_VERSION', 'TABLES_DIR', 'SHIPPED_TABLES', 'TIMING_META', 'tabular_protocol', 'protocol_dict',
            'protocol_from_dict', 'evaluator_sha256', 'TableError', 'Table', 'empty_table', 'save_table', 'load_table',
            'table_path', 'tabulate_first_cell', 'tabulate', 'gan_seed_index', 'final_scores', 'true_scores',
-           'TableSeededEnv', 'TabularSearchEnv', 'head_options_of', 'main_effects', 'seed_effects', 'table_statistics']
+           'TableSeededEnv', 'TabularSearchEnv', 'head_options_of', 'main_effects', 'seed_effects', 'head_variances',
+           'table_statistics']
 
 # %% ../nbs/07b_tabular.ipynb #b736aa3f
 def tabular_protocol(proxy: ProxyTaskConfig, n_cells: int = 2) -> ProxyTaskConfig:
@@ -409,15 +410,27 @@ def main_effects(scores: np.ndarray, n_cells: int) -> dict[str, dict]:
     return out
 
 def seed_effects(table: Table) -> dict:
-    "A two-way decomposition of the final scores of the architectures finished under every GAN seed that has data: seed offsets, arch x seed residual."
+    "Final scores as architecture + GAN seed offset + residual, over the complete seeds (or, below two, every seed with data): the seeds' spread and the residual's."
     s = final_scores(table)
-    seeds = [k for k in range(len(s)) if np.isfinite(s[k]).any()]
+    seeds = table.complete_seeds            # every architecture; with fewer than two, the seeds tabulated so far
+    if len(seeds) < 2: seeds = [k for k in range(len(s)) if np.isfinite(s[k]).any()]
     full = np.isfinite(s[seeds]).all(0)
     if len(seeds) < 2 or full.sum() < 2: return dict(seeds=len(seeds), archs=int(full.sum()), seed_sd=math.nan, residual_sd=math.nan)
     x = s[seeds][:, full]
     resid = x - x.mean(0) - x.mean(1, keepdims=True) + x.mean()
     return dict(seeds=len(seeds), archs=int(full.sum()), seed_offsets=(x.mean(1) - x.mean()).tolist(),
                 seed_sd=float(x.mean(1).std(ddof=1)), residual_sd=float(np.sqrt((resid**2).sum() / ((len(seeds) - 1) * (full.sum() - 1)))))
+
+def head_variances(table: Table) -> dict[str, float]:
+    "Each head's main-effect variance in the true scores, less what the seeds' disagreement puts there (unbiased with K >= 2 complete seeds)."
+    seeds, n = table.complete_seeds, table.n_cells
+    per_seed = [main_effects(x, n) for x in final_scores(table)[seeds]]     # each centred on its seed's mean: offsets gone
+    out = {}
+    for head in per_seed[0]:
+        m = np.stack([p[head]['means'] for p in per_seed])                    # (seeds, options)
+        noise = m.var(0, ddof=1).mean() / len(seeds) if len(seeds) > 1 else 0.
+        out[head] = float(max(m.mean(0).var() - noise, 0.))
+    return out
 
 def table_statistics(table: Table) -> dict:
     "The numbers the analysis reports: spread of true scores, noise of one training, architectures within noise of the best, additive share."
@@ -427,14 +440,14 @@ def table_statistics(table: Table) -> dict:
     # every architecture's true score averages the same K seeds: the seed offsets cancel between architectures,
     # the residual keeps resid_var / K of its variance in the true scores
     arch_var = max(true.var() - resid_var / K, 0.)
-    best, effects = true.max(), main_effects(true, n)
-    additive = sum(e['share'] for e in effects.values()) * true.var() / arch_var if arch_var > 0 else math.nan
+    best, heads = true.max(), head_variances(table)
+    shares = {h: float(v / arch_var) for h, v in heads.items()} if arch_var > 0 else {h: math.nan for h in heads}
+    additive = sum(shares.values())
     return dict(gan_seeds=K, archs=int(true.size), diverged=int(sum(table[f'diverged{t}'].sum() for t in range(1, n + 1))),
                 true_mean=float(true.mean()), true_sd=float(true.std()), best=float(best), arch_sd=math.sqrt(arch_var),
                 seed_sd=noise['seed_sd'], residual_sd=noise['residual_sd'], noise_sd=math.sqrt(seed_var + resid_var),
                 noise_from=(noise['seeds'], noise['archs']),
                 within_one_training=int((true >= best - math.sqrt(seed_var + resid_var)).sum()),
                 within_two_se=int((true >= best - 2 * math.sqrt(2 * resid_var / K)).sum()),
-                additive_share=float(min(additive, 1.)), interaction_share=float(max(1 - additive, 0.)),
-                head_shares={h: e['share'] for h, e in effects.items()},
-                cell_shares=[float(sum(e['share'] for h, e in effects.items() if h.endswith(str(i + 1)))) for i in range(n)])
+                additive_share=float(additive), interaction_share=float(1 - additive), head_shares=shares,
+                cell_shares=[float(sum(v for h, v in shares.items() if h.endswith(str(i + 1)))) for i in range(n)])
