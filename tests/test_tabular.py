@@ -204,8 +204,8 @@ def test_shipped_tables_load_and_pass_check_env():
 
 def test_recommended_agent_beats_random_search_on_the_design_table():
     """The recommended agent hands over better architectures than random search on the shipped design table: mean true
-    regret of 8 seeds below that of 40 random searches (30 seeds each on the table with one GAN seed: 0.53 against
-    1.08; resampling those runs, 8 against 40 hold 99.5% of the time)."""
+    regret of 8 seeds below that of 40 random searches (30 seeds each on the table with one complete GAN seed: 0.53
+    against 1.08; resampling those runs, 8 against 40 hold 99.5% of the time). Re-check the margin when seeds are added."""
     from e2gan.bench import benchmark_agents
     env = TabularSearchEnv('tabular-shapes')
     mean = lambda agent, seeds: np.mean([run['regret'] for run in benchmark_agents(lambda: env, [agent], seeds, 100)[agent]])
