@@ -16,16 +16,18 @@ from .data import ImageDataset, load_dataset, to_float
 from .metrics import Evaluator, NonFiniteImagesError
 from .training import GanConfig, GanTrainer
 from .surrogate import SPLITS, SurrogateEnv, family_env, split_runs
+from .tabular import SHIPPED_TABLES, Table, TabularSearchEnv, tabulate, tabular_protocol
 from .agents import AGENTS, make_agent
 from .loop import EXPLORE_FRACTION, HANDOVER_RULES, run_loop, handed_over_architecture, rescore_candidates, search_and_rescore
 from .parallel import WorkerPool, init_ray, parallel_map
-from .search import SearchConfig, run_search, run_parallel_search
+from .search import SearchConfig, run_search, run_parallel_search, search_config
 from .retrain import RetrainConfig, build_models
 
 # %% auto #0
 __all__ = ['RESCORE_SEED', 'SB3_SAC_SETTINGS', 'SB3_EXPLOIT_UPDATES', 'PEERS', 'agent_label', 'benchmark_run', 'benchmark_agents',
            'regret_table', 'format_regret_table', 'plot_regret_curves', 'first_within', 'top_fraction_regret',
-           'benchmark_search', 'format_search_benchmark', 'benchmark_reward', 'benchmark_training', 'format_benchmark',
+           'tabular_env', 'is_table_landscape', 'benchmark_search', 'format_search_benchmark', 'tabulate_dataset',
+           'claim_table', 'format_claim_table', 'benchmark_reward', 'benchmark_training', 'format_benchmark',
            'staleness_regret', 'format_staleness', 'rescore_seeds', 'proxy_score', 'rescore_architecture',
            'true_proxy_score', 'benchmark_proxy', 'proxy_table', 'format_proxy_benchmark', 'plot_proxy_scores',
            'retrain_architecture', 'sb3_sac', 'sb3_sac_run']
@@ -130,11 +132,21 @@ def top_fraction_regret(env, fraction: float = 0.001) -> float:
     "The regret below which the best `fraction` of all architectures of `env` lie (0.001: the top 0.1%, 373 of 373,248)."
     return float(env.optimum()[1] - np.quantile(env.all_scores(), 1 - fraction))
 
+# %% ../nbs/16_bench.ipynb #b7e1c2a0
+@functools.lru_cache(maxsize=4)
+def tabular_env(table: str) -> TabularSearchEnv:
+    "The `TabularSearchEnv` of a shipped table ('tabular-shapes', 'tabular-fashion-mnist') or a table file, loaded once per process."
+    return TabularSearchEnv(table)
+
+def is_table_landscape(landscape) -> bool:
+    "Whether a benchmark's `landscape` names a table (a shipped one, or an .npz file) rather than a surrogate landscape."
+    return str(landscape) in SHIPPED_TABLES or str(landscape).endswith('.npz')
+
 # %% ../nbs/16_bench.ipynb #cafb6d0c
 def benchmark_search(seeds: int = 5, trajectories: int = 100, noise: float | None = None, landscape: int | str = 0,
                      agents: Sequence = AGENTS, workers: int = 1, gpus_per_worker: float = 0.0, ray_address: str | None = None,
                      split: str | None = None, rescore: int = 0, repeats: int = 2) -> dict:
-    "The search benchmark on the surrogate: per-run results, the regret table with hit counts, and the settings. `split` ('design' or 'report'): run i on family member i of that split with its agent seed i."
+    "The search benchmark on the surrogate or a table (`landscape='tabular-shapes'`, or a table file): per-run results, the regret table with hit counts, and the settings. `split` ('design' or 'report'): run i on family member i of that split with its agent seed i."
     for a in agents:
         if isinstance(a, str) and a not in AGENTS: raise ValueError(f'unknown agent {a!r}; allowed: {", ".join(AGENTS)} or a runner function')
     if split is not None:
@@ -142,6 +154,11 @@ def benchmark_search(seeds: int = 5, trajectories: int = 100, noise: float | Non
         land_of, seed_list = dict((s, l) for l, s in runs), [s for _, s in runs]
         make_env = lambda seed: family_env(land_of[seed], noise)
         where = f'{split} split: family members {runs[0][0]}..{runs[-1][0]}, one per run'
+    elif is_table_landscape(landscape):   # the tabulated real proxy task: one landscape, its noise the GAN trainings'
+        make_env, seed_list = (lambda seed: tabular_env(str(landscape))), list(range(seeds))
+        env = make_env(0)
+        where = (f'table {landscape}: {env.table.meta["protocol"]["dataset"]}, {env.n_cells} cells, {len(env.seeds)} GAN seeds, '
+                 f'optimum score {env.optimum()[1]:.3f}')
     else:
         each = landscape == 'each'      # every seed its own landscape: does the result hold across problems?
         make_env, seed_list = (lambda seed: SurrogateEnv(noise=noise, seed=seed if each else int(landscape))), list(range(seeds))
@@ -162,13 +179,60 @@ def format_search_benchmark(bench: dict) -> str:
     "The search benchmark as text: settings, the regret table, the hit counts."
     noise = ("each member's own" if bench.get('split') else 'x1.0') if bench['noise'] is None else f"x{bench['noise']}"
     rescore = f", the last {bench['rescore']} re-scoring the best {bench['rescore'] // bench['repeats']}" if bench.get('rescore') else ''
-    lines = [f"SurrogateEnv ({bench['where']}, noise {noise}), {bench['trajectories']} trajectories{rescore}, {bench['seeds']} seeds",
+    env = ('TabularSearchEnv ' + bench['where'] if is_table_landscape(bench['landscape']) and not bench.get('split')
+           else f"SurrogateEnv ({bench['where']}, noise {noise})")
+    lines = [f"{env}, {bench['trajectories']} trajectories{rescore}, {bench['seeds']} seeds",
              format_regret_table(bench['rows'])]
     for key, what in (('optimum', 'the optimum'), ('top_0.1%', 'a top-0.1% architecture')):
         for row in bench['rows']:
             f = row[f'first_{key}_median']
             lines.append(f"{row['agent']:16s} built {what} in {row[f'reached_{key}']}/{row['runs']} runs"
                          + (f', median first at trajectory {f:.0f}' if f else ''))
+    return '\n'.join(lines)
+
+# %% ../nbs/16_bench.ipynb #c1a7b002
+def tabulate_dataset(dataset: str, out, seeds: int = 5, n_cells: int = 2, workers: int = 1, preset: str = 'quick',
+                     data_root=None, device=None, ray_address: str | None = None, gpus_per_worker: float = 0.0,
+                     progress: bool = True) -> Table:
+    "Tabulate the `preset`'s proxy task on `dataset` with `n_cells` cells (the bottom width keeping its resolution) into `out`; rerun to resume."
+    proxy = tabular_protocol(search_config(preset, dataset=dataset, data_root=data_root).proxy, n_cells)
+    if workers <= 1 and ray_address is None: return tabulate(proxy, out, seeds, device=device, progress=progress)
+    started = init_ray(ray_address, num_cpus=None if ray_address else max(os.cpu_count() or 1, workers))
+    try:     # one Ray instance for the whole table: its workers keep their environment from one batch to the next
+        run_batch = lambda fn, calls: parallel_map(fn, calls, workers, gpus_per_worker, ray_address)
+        return tabulate(proxy, out, seeds, map_fn=run_batch, batch=workers, device=device, progress=progress)
+    finally:
+        if started:
+            import ray; ray.shutdown()
+
+# %% ../nbs/16_bench.ipynb #c1a7b004
+def claim_table(results: dict[str, list[dict]], env, top: float = 0.01, baseline: str = 'random', boot: int = 10000,
+                seed: int = 0) -> list[dict]:
+    "Per agent: median handed-over true regret with a bootstrap 95% interval, its ratio to `baseline`'s (with interval), and the share of runs handing over a top-`top` architecture."
+    rng, cut = np.random.default_rng(seed), top_fraction_regret(env, top)
+    boot_medians = lambda r: np.median(r[rng.integers(len(r), size=(boot, len(r)))], 1)
+    base = np.array([run['regret'] for run in results[baseline]]) if baseline in results else None
+    base_boot = None if base is None else boot_medians(base)
+    rows = []
+    for name, runs in results.items():
+        r = np.array([run['regret'] for run in runs])
+        meds = boot_medians(r)
+        row = dict(agent=name, runs=len(r), median=float(np.median(r)), ci=tuple(float(x) for x in np.quantile(meds, [.025, .975])),
+                   top=top, top_share=float(np.mean(r <= cut + 1e-12)))
+        if base is not None:
+            ratios = np.divide(meds, base_boot, out=np.full(boot, np.inf), where=base_boot > 0)
+            row.update(ratio=float(np.median(r) / np.median(base)) if np.median(base) > 0 else math.inf,
+                       ratio_ci=tuple(float(x) for x in np.quantile(ratios, [.025, .975])))
+        rows.append(row)
+    return rows
+
+def format_claim_table(rows: list[dict]) -> str:
+    "The rows of `claim_table`, one line per agent."
+    lines = [f"{'agent':16s} {'runs':>4s} {'median regret (95% CI)':>24s} {'/ random (95% CI)':>20s} {'top-' + format(rows[0]['top'], '.0%') + ' handed over':>20s}"]
+    for r in rows:
+        ratio = f"{r['ratio']:.2f} ({r['ratio_ci'][0]:.2f}-{r['ratio_ci'][1]:.2f})" if 'ratio' in r else ''
+        lines.append(f"{r['agent']:16s} {r['runs']:4d} {r['median']:>9.3f} ({r['ci'][0]:.3f}-{r['ci'][1]:.3f}) {ratio:>20s} "
+                     f"{round(r['top_share'] * r['runs']):>13d}/{r['runs']} runs")
     return '\n'.join(lines)
 
 # %% ../nbs/16_bench.ipynb #0f451fe9

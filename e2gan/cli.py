@@ -11,9 +11,10 @@ from .searchspace import ARCH_PRESETS, parse_arch, space_size
 # %% auto #0
 __all__ = ['COMMANDS', 'cmd_arch', 'add_arch_arguments', 'cmd_search', 'add_search_arguments', 'add_parallel_arguments',
            'cmd_train', 'add_train_arguments', 'cmd_eval', 'add_eval_arguments', 'cmd_sample', 'add_sample_arguments',
-           'cmd_import_checkpoint', 'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_reward',
-           'cmd_bench_train', 'add_bench_arguments', 'cmd_bench_proxy', 'add_bench_proxy_arguments', 'build_parser',
-           'expected_errors', 'main', 'cmd_site', 'add_site_arguments', 'cmd_step', 'add_step_arguments']
+           'cmd_import_checkpoint', 'add_import_checkpoint_arguments', 'cmd_bench_search', 'cmd_bench_tabulate',
+           'cmd_bench_reward', 'cmd_bench_train', 'add_bench_arguments', 'cmd_bench_proxy', 'add_bench_proxy_arguments',
+           'build_parser', 'expected_errors', 'main', 'cmd_site', 'add_site_arguments', 'cmd_step',
+           'add_step_arguments']
 
 # %% ../nbs/18_cli.ipynb #a5119c01
 def cmd_arch(args) -> int:
@@ -271,6 +272,24 @@ def cmd_bench_search(args) -> int:
     print(f"regret curves: {out / 'regret.png'}, every run: {out / 'bench.json'}")
     return 0
 
+def cmd_bench_tabulate(args) -> int:
+    from e2gan.bench import tabulate_dataset
+    from e2gan.tabular import TabularSearchEnv
+    import time
+    start = time.perf_counter()
+    table = tabulate_dataset(args.dataset, args.out, seeds=args.seeds, n_cells=args.cells, workers=args.workers,
+                             preset=args.preset, data_root=args.data_root, device=args.device, ray_address=args.ray_address,
+                             gpus_per_worker=args.gpus_per_worker, progress=not args.quiet)
+    size = Path(args.out).stat().st_size
+    print(f"{table!r}: {args.out} ({size / 1e6:.1f} MB), {table.meta['wall_seconds']:.0f} s of tabulating in all "
+          f"({time.perf_counter() - start:.0f} s in this run); content SHA-256 {table.meta['content_sha256'][:16]}...")
+    if not table.complete: print('unfinished: run the same command again to continue'); return 1
+    env = TabularSearchEnv(table)
+    best, score = env.optimum()
+    print(f"optimum: {' '.join(map(str, best.to_vector()))}, true score {score:.3f} (mean of {len(env.seeds)} GAN seeds); "
+          f"search it: e2gan bench search --landscape {args.out}")
+    return 0
+
 def cmd_bench_reward(args) -> int:
     from e2gan.bench import benchmark_reward
     r = benchmark_reward(dataset=args.dataset, num_images=args.num_images, backend=args.backend, device=args.device,
@@ -294,8 +313,9 @@ def add_bench_arguments(p) -> None:
     s.add_argument('--seeds', type=int, default=5)
     s.add_argument('--trajectories', type=int, default=100, help="budget (the paper's: 100)")
     s.add_argument('--noise', type=float, default=None, help='noise as a multiple of the calibrated noise (0: none)')
-    s.add_argument('--landscape', default='0', type=lambda v: v if v == 'each' else str(int(v)),
-                   help='landscape seed of the surrogate, or "each": seed i searches landscape i')
+    s.add_argument('--landscape', default='0', type=lambda v: v if v == 'each' or v.startswith('tabular-') or v.endswith('.npz') else str(int(v)),
+                   help='landscape seed of the surrogate, "each" (seed i searches landscape i), or a table: '
+                        'tabular-shapes, tabular-fashion-mnist or a file of e2gan bench tabulate')
     s.add_argument('--split', choices=['design', 'report'],
                    help='run i on member i of this split of the landscape family, agent seed i of the split (replaces --landscape); '
                         'choose settings on design, quote report')
@@ -323,6 +343,18 @@ def add_bench_arguments(p) -> None:
     t.add_argument('--json', action='store_true')
     t.set_defaults(func=cmd_bench_train)
     add_bench_proxy_arguments(bsub)
+    from e2gan.search import SEARCH_PRESETS
+    tab = bsub.add_parser('tabulate', help="every architecture of the preset's proxy task trained once per GAN seed: a table to search in seconds")
+    tab.add_argument('--dataset', default='shapes', choices=list(DATASETS))
+    tab.add_argument('--data-root', help='where data sets are (default $E2GAN_DATA or ~/.cache/e2gan/data)')
+    tab.add_argument('--seeds', type=int, default=5, help='GAN seeds per architecture (the reset seeds 0..K-1 of the live environment)')
+    tab.add_argument('--cells', type=int, default=2, help='cells per architecture (2: 2,592 architectures; 3: 373,248)')
+    tab.add_argument('--preset', choices=list(SEARCH_PRESETS), default='quick', help="the proxy task (its bottom width changes to keep the output resolution)")
+    tab.add_argument('--device', help='cuda, cpu, ... (default: cuda when available)')
+    tab.add_argument('--out', required=True, help='the table file (.npz); a rerun of the same command continues it')
+    tab.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_parallel_arguments(tab, 'first cells trained on N Ray workers at a time (default 1: here, no Ray)')
+    tab.set_defaults(func=cmd_bench_tabulate)
 
 # %% ../nbs/18_cli.ipynb #65405490
 def cmd_bench_proxy(args) -> int:
