@@ -20,7 +20,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torch_fidelity.utils import create_feature_extractor
-from .utils import CheckpointError, default_device, default_threads, load_checkpoint, save_atomic
+from .utils import CheckpointError, default_device, default_threads, load_checkpoint, save_atomic, unreadable_reason
 from .data import ImageDataset, load_dataset, to_float, to_uint8
 
 # %% auto #0
@@ -205,7 +205,7 @@ def load_inception(weights: str | os.PathLike | None = None, device=None) -> tup
     path = inception_weights_path(weights)
     try: state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise InceptionWeightsError(f'{path} is not a readable PyTorch weights file ({type(e).__name__}: {e}). ' + _inception_remedy()) from e
+        raise InceptionWeightsError(f'{path} {unreadable_reason(path, e)}. ' + _inception_remedy()) from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise InceptionWeightsError(f'{path} does not hold a state dict of tensors. ' + _inception_remedy())
     buf = io.BytesIO(); torch.save(state, buf); buf.seek(0)  # only tensors from a weights_only load: safe to hand over

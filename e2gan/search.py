@@ -122,7 +122,7 @@ def _open_run(out: Path, cfg_dict: dict, agent, resume: bool) -> tuple[int, list
     log_path, ckpt_path = out / 'search.jsonl', out / 'checkpoint.pt'
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, required=('agent', 'next_trajectory', 'n_records', 'config', 'rng'),
-                             expected=f'the checkpoint.pt of an e2gan search (start a new search in another --out)')
+                             expected='the checkpoint.pt of an e2gan search (start a new search in another --out)')
         if ck['config'] != json.loads(json.dumps(cfg_dict)):
             raise CheckpointError(f'{ckpt_path} belongs to a search with another configuration; use another --out')
         if sorted(ck.get('done', range(ck['next_trajectory']))) != list(range(ck['next_trajectory'])): raise CheckpointError(
