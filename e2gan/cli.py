@@ -50,15 +50,28 @@ def cmd_search(args) -> int:
     cfg = search_config(args.preset, dataset=args.dataset, backend=args.backend, agent=args.agent, trajectories=args.trajectories,
                         seed=args.seed, data_root=args.data_root, inception_weights=args.inception_weights,
                         reward_precision=args.reward_precision)
-    summary = run_search(args.out, cfg, device=args.device, resume=args.resume, progress=not args.quiet,
+    env = None
+    if args.table:                     # the tabulated proxy task: every reward read from the table, not trained
+        import dataclasses
+        from e2gan.tabular import TabularSearchEnv
+        given = [f'--{k.replace("_", "-")}' for k in ('dataset', 'backend', 'data_root', 'inception_weights', 'reward_precision', 'device')
+                 if getattr(args, k)]
+        if given: raise ValueError(f"{', '.join(given)} set the live proxy task; a search on --table {args.table} replays the table's: leave them out")
+        env = TabularSearchEnv(args.table)
+        cfg = dataclasses.replace(cfg, proxy=env.config)     # config.json records the protocol the table was made with
+    summary = run_search(args.out, cfg, env=env, device=args.device, resume=args.resume, progress=not args.quiet,
                          workers=args.workers, gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
     best, seen = summary['best'], summary['best_observed']
     print(f"\n{summary['trajectories']} trajectories, {summary['proxy_epochs']} proxy epochs, {summary['seconds']:.0f} s "
-          f"(agent {cfg.agent}, {summary['backend']} backend)")
+          + (f"(agent {cfg.agent}, {summary['backend']} backend)" if env is None else
+             f"(agent {cfg.agent}, replayed from {env}; the GAN trainings it replays took {summary['train_seconds'] + summary['eval_seconds']:.0f} s "
+             f"when the table was made)"))
     if 'workers' in summary:           # a parallel search: how stale the policies were, what had to be re-run
         print(f"{summary['workers']} workers: trajectories acted with policies {summary['staleness_mean']:.1f} trajectories old on average"
               + ''.join(f"; {what}: {', '.join(str(t['trajectory']) for t in summary[what])}" for what in ('retried', 'failed') if summary[what]))
     if best is None: print('no architecture finished without diverging'); return 1
+    if env is not None: best = dict(best, description=best['description'] + f"\ntrue score {env.true_score(best['vector']):.3f} "
+                                    f"(mean of the table's {len(env.seeds)} GAN seeds); regret {env.regret(best['vector']):.3f} to the table's best")
     print(f"handed over, by the rule '{summary['handover']}' (IS {best['is']:.3f}, FID {best['fid']:.2f}, score {best['score']:.3f}"
           f"{', mean of ' + str(best['count']) + ' runs' if best['count'] > 1 else ''}):")
     print(best['description'])
@@ -90,6 +103,8 @@ def add_search_arguments(p) -> None:
                    help='feature extraction of the reward: float32 (default) or bfloat16 autocast (faster on a GPU; reported scores stay float32)')
     p.add_argument('--agent', choices=list(AGENTS), help='search agent (default sac-categorical, the recommended one; sac is the paper\'s Gaussian form)')
     p.add_argument('--trajectories', type=int, help="budget in trajectories (the preset's by default)")
+    p.add_argument('--table', help='search the tabulated proxy task instead of training GANs: tabular-shapes, tabular-fashion-mnist or a '
+                   'table file (e2gan bench tabulate); seconds for a whole search, with the true regret of the hand-over')
     p.add_argument('--device', help='cuda, cpu, cuda:1, ... (default: cuda when available)')
     p.add_argument('--seed', type=int, help='search seed')
     p.add_argument('--out', required=True, help='output folder')

@@ -210,3 +210,18 @@ def test_recommended_agent_beats_random_search_on_the_design_table():
     env = TabularSearchEnv('tabular-shapes')
     mean = lambda agent, seeds: np.mean([run['regret'] for run in benchmark_agents(lambda: env, [agent], seeds, 100)[agent]])
     assert mean('sac-categorical', range(8)) < mean('random', range(100, 140))
+
+
+def test_search_on_a_table_from_the_command_line(capsys, tmp_path):
+    "`e2gan search --table` replays the table: the hand-over's true score and regret are the table's, and options that set the live task are refused."
+    from e2gan.cli import main
+    out = tmp_path / 'on-table'
+    assert main(['search', '--table', 'tabular-shapes', '--agent', 'random', '--trajectories', '20', '--quiet', '--out', str(out)]) == 0
+    printed = capsys.readouterr().out
+    summary, env = json.loads((out / 'summary.json').read_text()), TabularSearchEnv('tabular-shapes')
+    vector = summary['best']['vector']
+    assert len(vector) == 9 and f'arch vector: {" ".join(map(str, vector))}' in printed
+    assert f'true score {env.true_score(vector):.3f}' in printed and f'regret {env.regret(vector):.3f}' in printed
+    assert json.loads((out / 'config.json').read_text())['proxy']['n_cells'] == 2      # the table's protocol is recorded
+    assert main(['search', '--table', 'tabular-shapes', '--dataset', 'shapes', '--quiet', '--out', str(tmp_path / 'refused')]) == 2
+    assert '--dataset' in capsys.readouterr().err and not (tmp_path / 'refused').exists()
