@@ -331,9 +331,9 @@ def add_bench_arguments(p) -> None:
     s.add_argument('--landscape', default='0', type=lambda v: v if v == 'each' or v.startswith('tabular-') or v.endswith('.npz') else str(int(v)),
                    help='landscape seed of the surrogate, "each" (seed i searches landscape i), or a table: '
                         'tabular-shapes, tabular-fashion-mnist or a file of e2gan bench tabulate')
-    s.add_argument('--split', choices=['design', 'report'],
+    s.add_argument('--split', choices=['design', 'report', 'design-2', 'report-2'],
                    help='run i on member i of this split of the landscape family, agent seed i of the split (replaces --landscape); '
-                        'choose settings on design, quote report')
+                        'choose settings on design, quote report; -2: the family recalibrated on the tabulated proxy task')
     s.add_argument('--rescore', type=int, default=0,
                    help='the last K trajectories of the budget re-score the best candidates, for every agent alike (0: off)')
     s.add_argument('--repeats', type=int, default=2, help='re-scorings of each candidate when --rescore')

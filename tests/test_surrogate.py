@@ -322,3 +322,24 @@ def test_design_and_report_splits_never_overlap():
     assert len(DESIGN_LANDSCAPES) == len(DESIGN_SEEDS) and len(REPORT_LANDSCAPES) == len(REPORT_SEEDS)
     assert split_runs('report', 3) == [(1000, 2000), (1001, 2001), (1002, 2002)]
     with pytest.raises(ValueError, match='split'): split_runs('test')
+    from e2gan.surrogate import SPLITS
+    landscapes = [set(lands) for lands, _ in SPLITS.values()]
+    seeds = [set(s) for _, s in SPLITS.values()]
+    for i in range(len(SPLITS)):
+        for j in range(i):
+            assert not landscapes[i] & landscapes[j] and not seeds[i] & seeds[j]
+
+
+def test_the_recalibrated_family_leaves_the_first_unchanged_and_spans_its_noise_range():
+    "Members below RECALIBRATED_FROM draw as before (earlier results replay); the second family's members span its wider, log-uniform noise range."
+    from e2gan.surrogate import LANDSCAPE_RANGES, RECALIBRATED_FROM, RECALIBRATED_RANGES, SPLITS
+    assert landscape_structure(1000) == {'seed': 1000, 'interaction_share': 0.388, 'remainder_share': 0.077, 'within_weight': 1.161,
+                                         'cell_weights': (1.366, 0.558, 2.642), 'noise': 0.771}      # as drawn before the second family existed
+    first = [landscape_structure(m)['noise'] for m in SPLITS['design'][0] if m]
+    second = [landscape_structure(m)['noise'] for m in SPLITS['design-2'][0]]
+    assert min(SPLITS['design-2'][0]) >= RECALIBRATED_FROM and min(SPLITS['report-2'][0]) >= RECALIBRATED_FROM
+    lo, hi = RECALIBRATED_RANGES['noise']
+    assert all(lo <= n <= hi for n in second) and max(second) > max(LANDSCAPE_RANGES['noise']) * 2
+    assert all(LANDSCAPE_RANGES['noise'][0] <= n <= LANDSCAPE_RANGES['noise'][1] for n in first)
+    logs = np.log(second)                 # log-uniform: as many members below the geometric middle as above
+    assert abs(np.mean(logs < (np.log(lo) + np.log(hi)) / 2) - 0.5) < 0.2
