@@ -49,12 +49,18 @@ def main(argv=None) -> int:
             path = runs_dir / f'{a}-seed{seed}.json'
             if path.exists() and (d := json.loads(path.read_text()))['stamp'] == stamp: results[a].append(d['run'])
     n = min(len(r) for r in results.values())
+    if n == 0: sys.exit(f'no finished runs of every agent on this table in {runs_dir}: run without --summarize first')
     results = {a: r[:n] for a, r in results.items()}       # every agent on the same seeds
     rows = claim_table(results, env)
     best, score = env.optimum()
     head = (f"{env}: optimum {' '.join(map(str, best.to_vector()))} (true score {score:.3f}); {args.trajectories} trajectories, "
             f"agent seeds 0-{n - 1}")
     text = head + '\n' + format_claim_table(rows)
+    # why an agent loses, measured: how varied its hand-overs are, and how often it is the all-zero architecture, which a
+    # Gaussian actor's saturated logits (tanh = 1 on every option of a head) decode to, argmax taking the first of equals
+    zero = [0] * len(best.to_vector())
+    text += '\n' + '\n'.join(f"{a:16s} {len({tuple(r['arch']) for r in rs}):3d} distinct architectures handed over in {len(rs)} runs; "
+                              f"the all-zero one in {sum(r['arch'] == zero for r in rs)}" for a, rs in results.items())
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.txt').write_text(text + '\n')

@@ -468,7 +468,8 @@ def add_site_arguments(p) -> None:
 
 def cmd_step(args) -> int:
     from e2gan.widgets import serve_step_page, step_page_notebook
-    page = step_page_notebook(surrogate=args.surrogate, dataset=args.dataset, agent=args.agent, seed=args.seed)
+    if args.table: from e2gan.tabular import TabularSearchEnv; TabularSearchEnv(args.table)     # a bad table: one line now, not on the page
+    page = step_page_notebook(surrogate=args.surrogate, dataset=args.dataset, agent=args.agent, seed=args.seed, table=args.table)
     return serve_step_page(page, port=args.port)
 
 def add_step_arguments(p) -> None:
@@ -476,6 +477,7 @@ def add_step_arguments(p) -> None:
     from e2gan.data import DATASETS
     env = p.add_mutually_exclusive_group()
     env.add_argument('--surrogate', action='store_true', help='the surrogate environment: every step is instant')
+    env.add_argument('--table', help='the tabulated proxy task (tabular-shapes, tabular-fashion-mnist or a table file): instant steps with real scores')
     env.add_argument('--dataset', choices=[d for d in DATASETS if d != 'folder'], default='shapes',
                      help='the tiny GAN proxy task on this data set (default: shapes)')
     p.add_argument('--agent', choices=AGENTS, default='sac')

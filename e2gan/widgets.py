@@ -19,6 +19,7 @@ from .data import image_grid
 from .training import GanConfig
 from .mdp import GanSearchEnv, ProxyTaskConfig, decode_logits
 from .surrogate import SurrogateEnv
+from .tabular import TabularSearchEnv
 from .agents import make_agent
 from .loop import end_trajectory, take_step, trajectory_seed, wrap_env
 from .search import search_config
@@ -231,6 +232,13 @@ def for_surrogate(cls: SearchStepper, agent: str = 'sac', explore: bool = True, 
                   **surrogate_kwargs) -> SearchStepper:
     "A stepper on `SurrogateEnv`: every step is instant, for lessons about the agent alone."
     env = SurrogateEnv(seed=seed, **surrogate_kwargs)
+    return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
+
+@patch(cls_method=True)
+def for_table(cls: SearchStepper, table: str = 'tabular-shapes', agent: str = 'sac', explore: bool = True, seed: int = 0,
+              background: bool = True) -> SearchStepper:
+    "A stepper on the tabulated proxy task (two cells): instant steps with the scores of real GAN trainings, and each architecture's true regret."
+    env = TabularSearchEnv(table)
     return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
 
 # %% ../nbs/17_widgets.ipynb #9d3e2ef7
@@ -525,9 +533,10 @@ def _render_history(self: SearchStepper) -> None:
                                if rows else '<i>no step yet</i>')
 
 # %% ../nbs/17_widgets.ipynb #5a1c0d06
-def step_page_notebook(surrogate: bool = True, dataset: str = 'shapes', agent: str = 'sac', seed: int = 0) -> dict:
+def step_page_notebook(surrogate: bool = True, dataset: str = 'shapes', agent: str = 'sac', seed: int = 0, table: str | None = None) -> dict:
     "The notebook `e2gan step` serves: a title and one cell that shows the stepper (Voila hides the code)."
-    if surrogate: make, what = f'SearchStepper.for_surrogate(agent={agent!r}, seed={seed})', 'the surrogate environment (every step is instant)'
+    if table: make, what = f'SearchStepper.for_table({str(table)!r}, agent={agent!r}, seed={seed})', f'the tabulated proxy task {table} (real GAN trainings, replayed: every step is instant)'
+    elif surrogate: make, what = f'SearchStepper.for_surrogate(agent={agent!r}, seed={seed})', 'the surrogate environment (every step is instant)'
     else: make, what = f'SearchStepper.for_shapes(tiny=True, agent={agent!r}, seed={seed}, dataset={dataset!r})', f'the tiny GAN proxy task on {dataset}'
     cells = [dict(cell_type='markdown', metadata={}, source=f"## E2GAN, one cell at a time\n\nPress *Agent's step* to let the "
                   f"agent ({agent}) build the next cell of the generator on {what}, or choose a cell in the dropdowns and press "

@@ -225,3 +225,17 @@ def test_search_on_a_table_from_the_command_line(capsys, tmp_path):
     assert json.loads((out / 'config.json').read_text())['proxy']['n_cells'] == 2      # the table's protocol is recorded
     assert main(['search', '--table', 'tabular-shapes', '--dataset', 'shapes', '--quiet', '--out', str(tmp_path / 'refused')]) == 2
     assert '--dataset' in capsys.readouterr().err and not (tmp_path / 'refused').exists()
+
+
+def test_the_stepping_widget_on_a_table(capsys, tmp_path):
+    "The widget steps on the table with the table's scores; `e2gan step --table` refuses an unreadable table in one line."
+    from e2gan.cli import main
+    from e2gan.widgets import SearchStepper, step_page_notebook
+    stepper = SearchStepper.for_table('tabular-shapes', agent='random', seed=1, background=False)
+    stepper.finish_button.click()
+    last, env = stepper.history[-1], TabularSearchEnv('tabular-shapes')
+    assert last['terminated'] and last['regret'] == env.regret(last['arch']) and f"regret {last['regret']:.3f}" in stepper.status.value
+    assert "SearchStepper.for_table('tabular-shapes'" in step_page_notebook(table='tabular-shapes')['cells'][1]['source']
+    (tmp_path / 'junk.npz').write_bytes(b'not a table')
+    assert main(['step', '--table', str(tmp_path / 'junk.npz'), '--port', '0']) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
