@@ -489,7 +489,8 @@ LANDSCAPE_RANGES = dict(interaction_share=(0.15, 0.55), remainder_share=(0.0, 0.
                         cell_weight=(0.5, 2.0), last_cell_dominant=1 / 3, last_cell_factor=3.0, noise=(0.7, 1.3))
 # the second family, after the tabulated proxy task (07b_tabular) found the real reward noisier and the score more
 # additive than any member of the first: members numbered from RECALIBRATED_FROM on draw from these ranges
-RECALIBRATED_RANGES = dict(LANDSCAPE_RANGES, interaction_share=(0.10, 0.55), noise=(0.7, 6.0), noise_scale='log')
+RECALIBRATED_RANGES = dict(LANDSCAPE_RANGES, interaction_share=(0.0, 0.45), remainder_share=(0.0, 0.10), noise=(0.7, 6.0),
+                           noise_scale='log')
 RECALIBRATED_FROM = 3000
 DESIGN_LANDSCAPES, DESIGN_SEEDS = range(0, 50), range(0, 50)          # where agents and settings are chosen
 REPORT_LANDSCAPES, REPORT_SEEDS = range(1000, 1020), range(2000, 2020)  # looked at once, at the end

@@ -203,13 +203,18 @@ def test_shipped_tables_load_and_pass_check_env():
 
 
 def test_recommended_agent_beats_random_search_on_the_design_table():
-    """The recommended agent hands over better architectures than random search on the shipped design table: mean true
-    regret of 8 seeds below that of 40 random searches (30 seeds each on the table with one complete GAN seed: 0.53
-    against 1.08; resampling those runs, 8 against 40 hold 99.5% of the time). Re-check the margin when seeds are added."""
+    """What the recommended agent builds once it exploits beats random search's architectures on the shipped design table.
+    Measured with 30 seeds each (benchmarks/bench_tabular.py, 5 GAN seeds): the mean true regret of the exploitation
+    trajectories was 0.54-1.36 per sac-categorical seed and 2.37-3.04 per random-search seed, so three seeds of each
+    separate on any floating-point path. Its *hand-over* beats random search's by less (median 1.08 against 1.26, the
+    ratio's 95% interval 0.57-1.11): no handful of seeds can assert that, and the README reports it as measured."""
     from e2gan.bench import benchmark_agents
+    from e2gan.loop import n_exploring
     env = TabularSearchEnv('tabular-shapes')
-    mean = lambda agent, seeds: np.mean([run['regret'] for run in benchmark_agents(lambda: env, [agent], seeds, 100)[agent]])
-    assert mean('sac-categorical', range(8)) < mean('random', range(100, 140))
+    runs = benchmark_agents(lambda: env, ['sac-categorical', 'random'], range(3), 100)
+    exploiting = {a: np.mean([np.mean(r['trajectory_regrets'][n_exploring(100):]) for r in rs]) for a, rs in runs.items()}
+    assert exploiting['sac-categorical'] < 0.75 * exploiting['random'], exploiting
+    assert all(r['regret'] == env.regret(r['arch']) for rs in runs.values() for r in rs)
 
 
 def test_search_on_a_table_from_the_command_line(capsys, tmp_path):
