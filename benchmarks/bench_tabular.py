@@ -11,6 +11,7 @@ runs handing over a top-1% architecture), `--out`.png (regret against trajectori
 not a test: the figures of one run on one machine.
 """
 import argparse, json, os, sys, time
+import numpy as np
 from pathlib import Path
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
@@ -61,6 +62,13 @@ def main(argv=None) -> int:
     zero = [0] * len(best.to_vector())
     text += '\n' + '\n'.join(f"{a:16s} {len({tuple(r['arch']) for r in rs}):3d} distinct architectures handed over in {len(rs)} runs; "
                               f"the all-zero one in {sum(r['arch'] == zero for r in rs)}" for a, rs in results.items())
+    # what each builds once a learner exploits (the last 30% of the budget): the learning itself, before the hand-over's luck
+    from e2gan.loop import n_exploring
+    k = n_exploring(args.trajectories)
+    text += '\n' + '\n'.join(f"{a:16s} mean true regret of the architectures built in trajectories {k}-{args.trajectories - 1}: "
+                              f"{np.mean([np.mean(r['trajectory_regrets'][k:]) for r in rs]):.3f} "
+                              f"(per run {min(np.mean(r['trajectory_regrets'][k:]) for r in rs):.3f}-{max(np.mean(r['trajectory_regrets'][k:]) for r in rs):.3f})"
+                              for a, rs in results.items())
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.txt').write_text(text + '\n')
