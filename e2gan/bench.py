@@ -193,9 +193,10 @@ def format_search_benchmark(bench: dict) -> str:
 # %% ../nbs/16_bench.ipynb #c1a7b002
 def tabulate_dataset(dataset: str, out, seeds: int = 5, n_cells: int = 2, workers: int = 1, preset: str = 'quick',
                      data_root=None, device=None, ray_address: str | None = None, gpus_per_worker: float = 0.0,
-                     progress: bool = True) -> Table:
+                     progress: bool = True, backend: str | None = None, inception_weights=None) -> Table:
     "Tabulate the `preset`'s proxy task on `dataset` with `n_cells` cells (the bottom width keeping its resolution) into `out`; rerun to resume."
-    proxy = tabular_protocol(search_config(preset, dataset=dataset, data_root=data_root).proxy, n_cells)
+    proxy = tabular_protocol(search_config(preset, dataset=dataset, data_root=data_root, backend=backend,
+                                           inception_weights=inception_weights).proxy, n_cells)
     if workers <= 1 and ray_address is None: return tabulate(proxy, out, seeds, device=device, progress=progress)
     started = init_ray(ray_address, num_cpus=None if ray_address else max(os.cpu_count() or 1, workers))
     try:     # one Ray instance for the whole table: its workers keep their environment from one batch to the next

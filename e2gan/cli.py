@@ -294,7 +294,8 @@ def cmd_bench_tabulate(args) -> int:
     start = time.perf_counter()
     table = tabulate_dataset(args.dataset, args.out, seeds=args.seeds, n_cells=args.cells, workers=args.workers,
                              preset=args.preset, data_root=args.data_root, device=args.device, ray_address=args.ray_address,
-                             gpus_per_worker=args.gpus_per_worker, progress=not args.quiet)
+                             gpus_per_worker=args.gpus_per_worker, progress=not args.quiet, backend=args.backend,
+                             inception_weights=args.inception_weights)
     size = Path(args.out).stat().st_size
     print(f"{table!r}: {args.out} ({size / 1e6:.1f} MB), {table.meta['wall_seconds']:.0f} s of tabulating in all "
           f"({time.perf_counter() - start:.0f} s in this run); content SHA-256 {table.meta['content_sha256'][:16]}...")
@@ -361,7 +362,10 @@ def add_bench_arguments(p) -> None:
     from e2gan.search import SEARCH_PRESETS
     tab = bsub.add_parser('tabulate', help="every architecture of the preset's proxy task trained once per GAN seed: a table to search in seconds")
     tab.add_argument('--dataset', default='shapes', choices=list(DATASETS))
-    tab.add_argument('--data-root', help='where data sets are (default $E2GAN_DATA or ~/.cache/e2gan/data)')
+    tab.add_argument('--data-root', help='where data sets are (default $E2GAN_DATA or ~/.cache/e2gan/data); with --dataset folder, the folder of your images')
+    tab.add_argument('--backend', choices=['classifier', 'inception'],
+                     help="feature backend of IS/FID (the preset's by default; a folder of unlabelled images needs inception)")
+    tab.add_argument('--inception-weights', help='the InceptionV3 weights file, where it cannot be downloaded (or $E2GAN_INCEPTION_WEIGHTS)')
     tab.add_argument('--seeds', type=int, default=5, help='GAN seeds per architecture (the reset seeds 0..K-1 of the live environment)')
     tab.add_argument('--cells', type=int, default=2, help='cells per architecture (2: 2,592 architectures; 3: 373,248)')
     tab.add_argument('--preset', choices=list(SEARCH_PRESETS), default='quick', help="the proxy task (its bottom width changes to keep the output resolution)")

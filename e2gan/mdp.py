@@ -126,7 +126,10 @@ class GanSearchEnv(gym.Env):
         self.n_cells, self.alpha, self.fid_scale, self.state_dim = c.n_cells, c.alpha, c.fid_scale, c.gf_dim
         # The proxy task trains on `num_images` images; rewards compare with the training set as a whole.
         needed = None if c.reference_images is None else max(c.reference_images, c.classifier_images, c.num_images or 0)
-        reference = data if data is not None else load_dataset(c.dataset, c.data_root, num_images=needed)
+        if data is None and c.dataset == 'folder' and not c.data_root:
+            raise ValueError('the folder data set is your own images: give their folder as data_root (--data-root DIR)')
+        folder = {'path': c.data_root} if c.dataset == 'folder' else {}      # for a folder, the root is the images' folder
+        reference = data if data is not None else load_dataset(c.dataset, c.data_root, num_images=needed, **folder)
         self.data = reference.subset(c.num_images) if c.num_images and c.num_images < len(reference) else reference
         self.channels = self.data.channels
         self.resolution = c.bottom_width * 2**c.n_cells

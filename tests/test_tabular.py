@@ -244,3 +244,16 @@ def test_the_stepping_widget_on_a_table(capsys, tmp_path):
     (tmp_path / 'junk.npz').write_bytes(b'not a table')
     assert main(['step', '--table', str(tmp_path / 'junk.npz'), '--port', '0']) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_tabulating_your_own_images_says_what_it_needs(capsys, tmp_path):
+    "A folder of images is tabulated with --dataset folder --data-root DIR --backend inception; each missing piece is one line, and nothing is written."
+    from e2gan.cli import main
+    out = tmp_path / 'own.npz'
+    assert main(['bench', 'tabulate', '--dataset', 'folder', '--seeds', '1', '--out', str(out)]) == 2
+    assert '--data-root' in capsys.readouterr().err
+    (tmp_path / 'images').mkdir()
+    from PIL import Image
+    for i in range(8): Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(tmp_path / 'images' / f'{i}.png')
+    assert main(['bench', 'tabulate', '--dataset', 'folder', '--data-root', str(tmp_path / 'images'), '--seeds', '1', '--out', str(out)]) == 2
+    assert 'inception' in capsys.readouterr().err and not out.exists()
