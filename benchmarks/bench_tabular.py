@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     p.add_argument('--summarize', action='store_true', help='only summarise the runs that exist')
     args = p.parse_args(argv)
     from e2gan.bench import PEERS, benchmark_run, claim_table, format_claim_table, plot_regret_curves, tabular_env
+    from e2gan.loop import n_exploring
     env = tabular_env(args.table)
     name = Path(str(args.table)).stem.replace('tabular-', '')
     runs_dir, out = Path(args.runs) / name, Path(args.out or f'nbs/images/tabular-claim-{name}')
@@ -63,12 +64,11 @@ def main(argv=None) -> int:
     text += '\n' + '\n'.join(f"{a:16s} {len({tuple(r['arch']) for r in rs}):3d} distinct architectures handed over in {len(rs)} runs; "
                               f"the all-zero one in {sum(r['arch'] == zero for r in rs)}" for a, rs in results.items())
     # what each builds once a learner exploits (the last 30% of the budget): the learning itself, before the hand-over's luck
-    from e2gan.loop import n_exploring
     k = n_exploring(args.trajectories)
-    text += '\n' + '\n'.join(f"{a:16s} mean true regret of the architectures built in trajectories {k}-{args.trajectories - 1}: "
-                              f"{np.mean([np.mean(r['trajectory_regrets'][k:]) for r in rs]):.3f} "
-                              f"(per run {min(np.mean(r['trajectory_regrets'][k:]) for r in rs):.3f}-{max(np.mean(r['trajectory_regrets'][k:]) for r in rs):.3f})"
-                              for a, rs in results.items())
+    for a, rs in results.items():
+        built = np.array([np.mean(r['trajectory_regrets'][k:]) for r in rs])
+        text += (f"\n{a:16s} mean true regret of the architectures built in trajectories {k}-{args.trajectories - 1}: "
+                 f"{built.mean():.3f} (per run {built.min():.3f}-{built.max():.3f})")
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.txt').write_text(text + '\n')

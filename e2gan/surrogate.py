@@ -495,7 +495,8 @@ RECALIBRATED_FROM = 3000
 DESIGN_LANDSCAPES, DESIGN_SEEDS = range(0, 50), range(0, 50)          # where agents and settings are chosen
 REPORT_LANDSCAPES, REPORT_SEEDS = range(1000, 1020), range(2000, 2020)  # looked at once, at the end
 SPLITS = {'design': (DESIGN_LANDSCAPES, DESIGN_SEEDS), 'report': (REPORT_LANDSCAPES, REPORT_SEEDS),
-          'design-2': (range(3000, 3050), range(3000, 3050)), 'report-2': (range(4000, 4020), range(5000, 5020))}
+          'design-2': (range(RECALIBRATED_FROM, RECALIBRATED_FROM + 50), range(3000, 3050)),
+          'report-2': (range(RECALIBRATED_FROM + 1000, RECALIBRATED_FROM + 1020), range(5000, 5020))}
 
 def landscape_ranges(landscape: int) -> dict:
     "The ranges member `landscape` is drawn from: `RECALIBRATED_RANGES` from `RECALIBRATED_FROM` on, `LANDSCAPE_RANGES` below."

@@ -219,27 +219,30 @@ class SearchStepper:
 
 # %% ../nbs/17_widgets.ipynb #84567eb6
 @patch(cls_method=True)
+def for_env(cls: SearchStepper, env: gym.Env, agent: str = 'sac', explore: bool = True, seed: int = 0,
+            background: bool = True) -> SearchStepper:
+    "A stepper on any search environment, with the agent of `make_agent` named `agent` (it learns on the CPU: its networks are tiny)."
+    return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
+
+@patch(cls_method=True)
 def for_shapes(cls: SearchStepper, tiny: bool = True, agent: str = 'sac', device=None, explore: bool = True, seed: int = 0,
                background: bool = True, **proxy_overrides) -> SearchStepper:
     "A stepper on the real GAN environment on `shapes`: the widget's tiny proxy task, or the `quick` search preset."
     if tiny: cfg = tiny_shapes_config(**proxy_overrides)
     else: cfg = search_config('quick', **proxy_overrides).proxy
-    env = GanSearchEnv(cfg, device=default_device(device))
-    return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
+    return cls.for_env(GanSearchEnv(cfg, device=default_device(device)), agent, explore, seed, background)
 
 @patch(cls_method=True)
 def for_surrogate(cls: SearchStepper, agent: str = 'sac', explore: bool = True, seed: int = 0, background: bool = True,
                   **surrogate_kwargs) -> SearchStepper:
     "A stepper on `SurrogateEnv`: every step is instant, for lessons about the agent alone."
-    env = SurrogateEnv(seed=seed, **surrogate_kwargs)
-    return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
+    return cls.for_env(SurrogateEnv(seed=seed, **surrogate_kwargs), agent, explore, seed, background)
 
 @patch(cls_method=True)
 def for_table(cls: SearchStepper, table: str = 'tabular-shapes', agent: str = 'sac', explore: bool = True, seed: int = 0,
               background: bool = True) -> SearchStepper:
     "A stepper on the tabulated proxy task (two cells): instant steps with the scores of real GAN trainings, and each architecture's true regret."
-    env = TabularSearchEnv(table)
-    return cls(env, make_agent(agent, env.observation_space, env.action_space, seed=seed, device='cpu'), explore, seed, background)
+    return cls.for_env(TabularSearchEnv(table), agent, explore, seed, background)
 
 # %% ../nbs/17_widgets.ipynb #9d3e2ef7
 @patch
