@@ -39,17 +39,17 @@ def agent_label(agent) -> str:
 
 def benchmark_run(make_env: Callable[..., object], name, seed: int, trajectories: int = 100,
                   explore_fraction: float = EXPLORE_FRACTION, overrides: dict | None = None, device=None,
-                  rescore: int = 0, repeats: int = 2) -> dict:
+                  rescore: int = 0, repeats: int = 2, paired: bool = True) -> dict:
     "One run: agent `name` (or a runner `f(env, seed=, trajectories=)` returning loop records and a hand-over rule) with `seed` on `make_env(seed)`, judged by the true regret of what it hands over."
     env = make_env(seed) if inspect.signature(make_env).parameters else make_env()
     if not hasattr(env, 'regret'): raise ValueError(f'{type(env).__name__} has no regret(arch): benchmarks need an environment that knows its optimum, such as SurrogateEnv')
     start = time.perf_counter()
     if isinstance(name, str):
         agent = make_agent(name, env.observation_space, env.action_space, seed=seed, device=device, **(overrides or {}).get(name, {}))
-        records, rule = search_and_rescore(env, agent, trajectories, rescore, repeats, explore_fraction, seed)
+        records, rule = search_and_rescore(env, agent, trajectories, rescore, repeats, explore_fraction, seed, paired)
     else:        # a peer agent outside the package: it searches, the hand-over is the benchmark's, as for every agent
         records, rule = name(env, seed=seed, trajectories=trajectories - rescore)
-        if rescore: records, rule = records + rescore_candidates(env, records, rescore, trajectories - rescore, seed, repeats), 'rescored-mean'
+        if rescore: records, rule = records + rescore_candidates(env, records, rescore, trajectories - rescore, seed, repeats, paired=paired), 'rescored-mean'
     arch, rule = handed_over_architecture(records, rule)
     finals, best_so_far, best = [r for r in records if 'score' in r], [], None
     for r in finals:              # the best observed so far: what "best observed" would hand over if stopped here

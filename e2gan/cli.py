@@ -336,7 +336,7 @@ def add_bench_arguments(p) -> None:
                    help='run i on member i of this split of the landscape family, agent seed i of the split (replaces --landscape); '
                         'choose settings on design, quote report; -2: the family recalibrated on the tabulated proxy task')
     s.add_argument('--rescore', type=int, default=0,
-                   help='the last K trajectories of the budget re-score the best candidates, for every agent alike (0: off)')
+                   help='the last K trajectories of the budget re-score the best candidates on common seeds, for every agent alike (0: off)')
     s.add_argument('--repeats', type=int, default=2, help='re-scorings of each candidate when --rescore')
     s.add_argument('--agents', help=f'comma-separated subset of {",".join(AGENTS)}, or sb3-sac (Stable-Baselines3\'s SAC, pip install "e2gan[sb3]")')
     s.add_argument('--out', default='runs/bench-search', help='folder for regret.png and bench.json')

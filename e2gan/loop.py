@@ -173,21 +173,23 @@ def build_architecture(env, arch, reset_seed: int | None, index: int | None = No
     return out
 
 def rescore_candidates(env, records: Sequence[dict], rescore: int, first_index: int, seed: int | None = 0, repeats: int = 2,
-                       rule: str = 'shrunk-mean') -> list[dict]:
-    "Re-build the `rescore // repeats` best candidates of `records` by `rule`, round robin, in `rescore` fresh trajectories (phase 'rescore')."
+                       rule: str = 'shrunk-mean', paired: bool = True) -> list[dict]:
+    "Re-build the `rescore // repeats` best candidates of `records` by `rule`, round robin, in `rescore` fresh trajectories (phase 'rescore'); `paired`: a round's builds share one reset seed."
     if rescore < 1 or repeats < 1: raise ValueError(f'rescore and repeats must be >= 1, got {rescore} and {repeats}')
     candidates = rank_architectures(records, rule, top_k=max(1, rescore // repeats))
     if not candidates: raise ValueError('no finished trajectory that did not diverge to re-score')
     out = []
     for k in range(rescore):
         index = first_index + k
-        out += build_architecture(env, candidates[k % len(candidates)]['vector'], trajectory_seed(seed, index), index)
+        # seeds from indices past the search's own, so no candidate is re-built on a seed that picked it
+        reset_seed = trajectory_seed(seed, first_index + k // len(candidates) if paired else index)
+        out += build_architecture(env, candidates[k % len(candidates)]['vector'], reset_seed, index)
     return out
 
 def search_and_rescore(env, agent: SearchAgent, trajectories: int = 100, rescore: int = 0, repeats: int = 2,
-                       explore_fraction: float = EXPLORE_FRACTION, seed: int | None = 0) -> tuple[list[dict], str]:
+                       explore_fraction: float = EXPLORE_FRACTION, seed: int | None = 0, paired: bool = True) -> tuple[list[dict], str]:
     "`run_loop` for `trajectories - rescore`, then `rescore_candidates` for the rest; the records and the hand-over rule to apply."
     if not 0 <= rescore < trajectories: raise ValueError(f'rescore must be in [0, trajectories), got {rescore} of {trajectories}')
     records = run_loop(env, agent, trajectories - rescore, explore_fraction, seed=seed)
     if not rescore: return records, agent.handover
-    return records + rescore_candidates(env, records, rescore, trajectories - rescore, seed, repeats), 'rescored-mean'
+    return records + rescore_candidates(env, records, rescore, trajectories - rescore, seed, repeats, paired=paired), 'rescored-mean'

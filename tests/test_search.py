@@ -112,6 +112,28 @@ def test_rescoring_spends_the_end_of_the_budget_on_the_best_candidates_for_any_a
         assert trajectory_summaries(run_loop(env, same, 24, seed=1)) == search          # the agent neither acts nor learns in them
 
 
+def test_rescoring_builds_every_candidate_of_a_round_on_the_same_seed():
+    "Common random numbers: a seed's luck shared by every architecture (on the real task most of the noise) cancels between candidates."
+    from e2gan.agents import make_agent
+    from e2gan.loop import rescore_candidates, run_loop, trajectory_seed
+    from e2gan.surrogate import SurrogateEnv
+
+    class SeedLog(SurrogateEnv):
+        def __init__(self, *args, **kwargs): self.seeds = []; super().__init__(*args, **kwargs)
+        def reset(self, *, seed=None, options=None): self.seeds.append(seed); return super().reset(seed=seed, options=options)
+
+    env = SeedLog(seed=4)
+    records = run_loop(env, make_agent('random', env.observation_space, env.action_space, seed=1), 24, seed=1)
+    searched, env.seeds = env.seeds, []
+    paired = rescore_candidates(env, records, 6, 24, seed=1, repeats=2)
+    assert env.seeds == [trajectory_seed(1, 24)] * 3 + [trajectory_seed(1, 25)] * 3 and not set(env.seeds) & set(searched)
+    assert [r['trajectory'] for r in paired if 'score' in r] == list(range(24, 30))     # the records keep their own indices
+    env.seeds = []
+    unpaired = rescore_candidates(env, records, 6, 24, seed=1, repeats=2, paired=False)
+    assert env.seeds == [trajectory_seed(1, i) for i in range(24, 30)]                   # a fresh seed per build
+    assert [r['arch'] for r in unpaired if 'score' in r] == [r['arch'] for r in paired if 'score' in r]
+
+
 def test_shrunk_mean_counts_a_lone_draw_half():
     from e2gan.loop import rank_architectures
     rec = lambda i, arch, score: dict(trajectory=i, phase='explore', arch=arch, score=score, explore=True)
