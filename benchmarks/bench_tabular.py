@@ -35,19 +35,20 @@ def main(argv=None) -> int:
     from e2gan.bench import PEERS, benchmark_run, claim_table, format_claim_table, plot_regret_curves, tabular_env
     from e2gan.loop import n_exploring
     env = tabular_env(args.table)
-    name = Path(str(args.table)).stem.replace('tabular-', '') + (f'-rescore{args.rescore}x{args.repeats}' + ('-unpaired' if args.unpaired else '') if args.rescore else '')
+    rescoring = dict(rescore=args.rescore, repeats=args.repeats, paired=not args.unpaired) if args.rescore else {}
+    name = Path(str(args.table)).stem.replace('tabular-', '')
+    if rescoring: name += f'-rescore{args.rescore}x{args.repeats}' + ('-unpaired' if args.unpaired else '')
     runs_dir, out = Path(args.runs) / name, Path(args.out or f'nbs/images/tabular-claim-{name}')
     runs_dir.mkdir(parents=True, exist_ok=True)
     agents = args.agents.split(',')
     import hashlib          # the runs belong to these true scores: a table still growing keeps them until a seed completes
     stamp = dict(table=str(args.table), scores_sha256=hashlib.sha256(env.all_scores().tobytes()).hexdigest(),
-                 gan_seeds=len(env.seeds), trajectories=args.trajectories, **(dict(rescore=args.rescore, repeats=args.repeats, paired=not args.unpaired) if args.rescore else {}))
+                 gan_seeds=len(env.seeds), trajectories=args.trajectories, **rescoring)
     for seed in range(args.seeds if not args.summarize else 0):
         for agent in agents:
             path = runs_dir / f'{agent}-seed{seed}.json'
             if path.exists() and json.loads(path.read_text())['stamp'] == stamp: continue
-            run = benchmark_run(lambda: env, PEERS.get(agent, agent), seed, args.trajectories, rescore=args.rescore, repeats=args.repeats,
-                                paired=not args.unpaired)
+            run = benchmark_run(lambda: env, PEERS.get(agent, agent), seed, args.trajectories, **rescoring)
             path.write_text(json.dumps(dict(stamp=stamp, run=run)))
             print(f"{agent:16s} seed {seed:2d}: regret {run['regret']:.3f} ({run['seconds']:.0f} s)", flush=True)
     results = {a: [] for a in agents}
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     rows = claim_table(results, env)
     best, score = env.optimum()
     rescored = (f" (the last {args.rescore} re-building the best {args.rescore // args.repeats}, "
-                f"{'a fresh seed per build' if args.unpaired else 'on common seeds'})" if args.rescore else '')
+                f"{'a fresh seed per build' if args.unpaired else 'on common seeds'})" if rescoring else '')
     head = (f"{env}: optimum {' '.join(map(str, best.to_vector()))} (true score {score:.3f}); {args.trajectories} trajectories{rescored}, "
             f"agent seeds 0-{n - 1}")
     text = head + '\n' + format_claim_table(rows)
